@@ -1,0 +1,95 @@
+//! The metadata store: an ordered, transactional KV ([`KvEngine`]) and [`Meta`], which
+//! funnels every mutation through one writer thread that commits concurrent mutations
+//! together (group commit), so one fsync covers many requests.
+
+mod redb_engine;
+mod writer;
+
+pub use redb_engine::RedbEngine;
+pub use writer::{MAX_BATCH_JOBS, Meta, WRITE_QUEUE_DEPTH};
+
+use crate::error::StoreError;
+
+/// The tables of the metadata store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// bucket name → `BucketRecord`
+    Buckets,
+    /// `bucket NUL key` → `ObjectRecord` of the live (non-delete-marker) latest version
+    Current,
+    /// `bucket NUL key NUL !seq` → `ObjectRecord`, newest first
+    Versions,
+    /// version key → object bytes of small objects
+    Inline,
+    /// `bucket NUL key NUL upload_id` → `UploadRecord`
+    Uploads,
+    /// `upload_id NUL part_number` → `PartRecord`
+    Parts,
+    /// chunk id → reference count
+    Chunks,
+    /// chunk id → () : chunks no longer referenced, waiting for GC
+    GcQueue,
+}
+
+impl Table {
+    pub const ALL: [Table; 8] = [
+        Table::Buckets,
+        Table::Current,
+        Table::Versions,
+        Table::Inline,
+        Table::Uploads,
+        Table::Parts,
+        Table::Chunks,
+        Table::GcQueue,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Buckets => "buckets",
+            Table::Current => "current",
+            Table::Versions => "versions",
+            Table::Inline => "inline",
+            Table::Uploads => "uploads",
+            Table::Parts => "parts",
+            Table::Chunks => "chunks",
+            Table::GcQueue => "gc_queue",
+        }
+    }
+}
+
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Consistent reads (one snapshot per reader).
+pub trait KvRead {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries with `from <= key < to` (`to = None`: to the end), ascending, at most `limit`.
+    fn scan(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+    fn count(&self, table: Table) -> Result<u64, StoreError>;
+}
+
+/// Reads and writes inside one transaction.
+pub trait KvWrite: KvRead {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Returns whether the key existed.
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<bool, StoreError>;
+}
+
+/// An embedded ordered KV engine.
+pub trait KvEngine: Send + Sync + 'static {
+    fn read(&self) -> Result<Box<dyn KvRead + '_>, StoreError>;
+    /// Run `apply` in one write transaction and commit it durably; if `apply` fails,
+    /// nothing it wrote is kept.
+    fn write(
+        &self,
+        apply: &mut dyn FnMut(&mut dyn KvWrite) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests;

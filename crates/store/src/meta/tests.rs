@@ -1,0 +1,69 @@
+use std::sync::Arc;
+
+use super::*;
+
+fn open(dir: &std::path::Path) -> Arc<Meta> {
+    Arc::new(Meta::new(Arc::new(RedbEngine::open(dir).unwrap())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_all_commit_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let meta = open(dir.path());
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let m = meta.clone();
+            tasks.push(tokio::spawn(async move {
+                m.write(move |kv| {
+                    kv.put(Table::Buckets, &i.to_be_bytes(), b"v")
+                        .map(|_| i)
+                })
+                .await
+            }));
+        }
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().unwrap(), i as u32);
+        }
+    }
+    let meta = open(dir.path());
+    assert_eq!(meta.read().unwrap().count(Table::Buckets).unwrap(), 200);
+}
+
+#[tokio::test]
+async fn a_failed_mutation_does_not_stop_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open(dir.path());
+    let bad = meta.write(|_kv| Err::<(), StoreError>(StoreError::Decode("refused".into())));
+    let good = meta.write(|kv| kv.put(Table::Buckets, b"k", b"v"));
+    let (bad, good) = tokio::join!(bad, good);
+    assert!(bad.is_err());
+    good.unwrap();
+    assert_eq!(
+        meta.read().unwrap().get(Table::Buckets, b"k").unwrap(),
+        Some(b"v".to_vec())
+    );
+}
+
+#[test]
+fn scan_is_ordered_bounded_and_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open(dir.path());
+    meta.write_blocking(|kv| {
+        for k in ["a", "b", "c", "d"] {
+            kv.put(Table::Current, k.as_bytes(), b"")?;
+        }
+        Ok::<_, StoreError>(())
+    })
+    .unwrap();
+    let r = meta.read().unwrap();
+    let keys = |v: Vec<Entry>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(r.scan(Table::Current, b"b", Some(b"d"), 10).unwrap()),
+        vec![b"b".to_vec(), b"c".to_vec()]
+    );
+    assert_eq!(
+        keys(r.scan(Table::Current, b"a", None, 3).unwrap()).len(),
+        3
+    );
+}
