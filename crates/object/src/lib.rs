@@ -1,1 +1,121 @@
+//! The object service: buckets, objects, versions, tags, multipart uploads, lifecycle and
+//! garbage collection, with S3 semantics. It speaks Rust types only (no HTTP, XML or JSON)
+//! and reaches storage through the cluster layer.
 
+mod buckets;
+mod delete;
+mod error;
+mod get;
+mod ingest;
+mod lifecycle;
+mod list;
+mod multipart;
+pub mod names;
+mod put;
+mod refs;
+mod tags;
+mod versions;
+mod gc;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use bucketdb_cluster::Cluster;
+use bucketdb_store::{Clock, Random};
+use tokio::sync::Notify;
+
+pub use bucketdb_store::records::{
+    BucketRecord, LifecycleRule, ObjectRecord, PartRecord, UploadRecord, Versioning,
+};
+pub use error::{ObjectError, Result};
+pub use get::{BodyStream, ObjectReader, RangeSpec};
+pub use lifecycle::LifecycleReport;
+pub use list::{ListPage, ListQuery, MAX_LIST_LIMIT};
+pub use multipart::{MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE};
+pub use put::PutOptions;
+pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList};
+
+/// Default size of a chunk.
+pub const DEFAULT_CHUNK_SIZE: usize = 4 * 1024 * 1024;
+/// Default largest object kept inline in the metadata store.
+pub const DEFAULT_INLINE_THRESHOLD: usize = 64 * 1024;
+/// Default largest object.
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Smallest and largest chunk size accepted in configuration.
+pub const CHUNK_SIZE_MIN: usize = 64 * 1024;
+pub const CHUNK_SIZE_MAX: usize = 64 * 1024 * 1024;
+/// Largest inline threshold accepted (inline objects live in metadata transactions).
+pub const INLINE_THRESHOLD_MAX: usize = 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub chunk_size: usize,
+    pub inline_threshold: usize,
+    pub max_object_size: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            max_object_size: DEFAULT_MAX_OBJECT_SIZE,
+        }
+    }
+}
+
+/// Counters of background and integrity work, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    pub gc_chunks_deleted: AtomicU64,
+    pub gc_runs: AtomicU64,
+    pub orphans_swept: AtomicU64,
+    pub lifecycle_runs: AtomicU64,
+    pub lifecycle_expired: AtomicU64,
+    pub lifecycle_noncurrent_deleted: AtomicU64,
+    pub lifecycle_uploads_aborted: AtomicU64,
+    pub uploads_abandoned: AtomicU64,
+}
+
+pub struct ObjectService {
+    cluster: Arc<Cluster>,
+    config: ServiceConfig,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    stats: ServiceStats,
+    gc_wake: Notify,
+}
+
+impl ObjectService {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        config: ServiceConfig,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Self {
+        ObjectService {
+            cluster,
+            config,
+            clock,
+            random,
+            stats: ServiceStats::default(),
+            gc_wake: Notify::new(),
+        }
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &ServiceStats {
+        &self.stats
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}

@@ -1,0 +1,136 @@
+//! Buckets: create, delete-if-empty, list, versioning state.
+
+use std::sync::Arc;
+
+use bucketdb_store::keys::{bucket_prefix, prefix_end};
+use bucketdb_store::records::{BucketRecord, Versioning, decode, encode};
+use bucketdb_store::{KvWrite, Table};
+
+use crate::ObjectService;
+use crate::error::{ObjectError, Result};
+use crate::names::validate_bucket_name;
+use crate::versions::load_bucket;
+
+/// Most buckets one node holds (listing returns them all).
+pub const MAX_BUCKETS: u64 = 10_000;
+
+impl ObjectService {
+    pub(crate) fn new_bucket_record(&self, name: &str) -> BucketRecord {
+        BucketRecord {
+            name: name.to_string(),
+            created_ms: self.clock.now_ms(),
+            versioning: Versioning::Unversioned,
+            lifecycle: Vec::new(),
+        }
+    }
+
+    /// The bucket's record, creating it when `create` is set and it does not exist.
+    pub(crate) fn bucket_for_write(
+        kv: &mut dyn KvWrite,
+        name: &str,
+        create: Option<BucketRecord>,
+    ) -> Result<BucketRecord> {
+        match (load_bucket(kv, name), create) {
+            (Ok(b), _) => Ok(b),
+            (Err(ObjectError::NoSuchBucket(_)), Some(new)) => {
+                if kv.count(Table::Buckets)? >= MAX_BUCKETS {
+                    return Err(ObjectError::InvalidArgument(format!(
+                        "a node holds at most {MAX_BUCKETS} buckets"
+                    )));
+                }
+                kv.put(Table::Buckets, name.as_bytes(), &encode(&new)?)?;
+                Ok(new)
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    pub async fn create_bucket(self: &Arc<Self>, name: &str) -> Result<BucketRecord> {
+        validate_bucket_name(name)?;
+        let rec = self.new_bucket_record(name);
+        let name = name.to_string();
+        self.cluster
+            .meta()
+            .write(move |kv| -> Result<_> {
+                if kv.get(Table::Buckets, name.as_bytes())?.is_some() {
+                    return Err(ObjectError::BucketAlreadyOwnedByYou(name));
+                }
+                Self::bucket_for_write(kv, &name, Some(rec))
+            })
+            .await
+    }
+
+    pub fn head_bucket(&self, name: &str) -> Result<BucketRecord> {
+        validate_bucket_name(name)?;
+        load_bucket(self.cluster.meta().read()?.as_ref(), name)
+    }
+
+    pub fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let kv = self.cluster.meta().read()?;
+        kv.scan(Table::Buckets, b"", None, MAX_BUCKETS as usize)?
+            .into_iter()
+            .map(|(_, v)| decode(&v).map_err(ObjectError::from))
+            .collect()
+    }
+
+    /// Delete a bucket that holds no objects and no versions; its unfinished multipart
+    /// uploads are aborted with it.
+    pub async fn delete_bucket(self: &Arc<Self>, name: &str) -> Result<()> {
+        validate_bucket_name(name)?;
+        let name = name.to_string();
+        let freed = self
+            .cluster
+            .meta()
+            .write(move |kv| -> Result<_> {
+                load_bucket(kv, &name)?;
+                let prefix = bucket_prefix(&name);
+                let end = prefix_end(&prefix);
+                for t in [Table::Current, Table::Versions] {
+                    if !kv.scan(t, &prefix, end.as_deref(), 1)?.is_empty() {
+                        return Err(ObjectError::BucketNotEmpty(name));
+                    }
+                }
+                let mut freed = false;
+                for (k, v) in kv.scan(Table::Uploads, &prefix, end.as_deref(), usize::MAX)? {
+                    let up: bucketdb_store::records::UploadRecord = decode(&v)?;
+                    freed |= crate::multipart::remove_upload(kv, &k, &up.upload_id)?;
+                }
+                kv.delete(Table::Buckets, name.as_bytes())?;
+                Ok(freed)
+            })
+            .await?;
+        self.wake_gc(freed);
+        Ok(())
+    }
+
+    pub async fn set_versioning(self: &Arc<Self>, name: &str, state: Versioning) -> Result<()> {
+        validate_bucket_name(name)?;
+        if state == Versioning::Unversioned {
+            return Err(ObjectError::InvalidArgument(
+                "versioning can be Enabled or Suspended, not turned off".into(),
+            ));
+        }
+        let name = name.to_string();
+        self.update_bucket(name, move |b| {
+            b.versioning = state;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn update_bucket(
+        self: &Arc<Self>,
+        name: String,
+        change: impl FnOnce(&mut BucketRecord) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        self.cluster
+            .meta()
+            .write(move |kv| -> Result<_> {
+                let mut b = load_bucket(kv, &name)?;
+                change(&mut b)?;
+                kv.put(Table::Buckets, name.as_bytes(), &encode(&b)?)?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,108 @@
+//! Writing whole objects.
+
+use std::sync::Arc;
+
+use bucketdb_store::chunks::bucket_hash;
+use bucketdb_store::records::{Body, ObjectRecord};
+
+use crate::ObjectService;
+use crate::error::Result;
+use crate::ingest::{ByteStream, IngestLimits, StoredBody, ingest};
+use crate::names::{CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_tags, validate_user_meta};
+
+/// The content type of objects uploaded without one.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    pub content_type: Option<String>,
+    pub user_meta: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    /// The length the client announced; the body must match it.
+    pub declared_size: Option<u64>,
+    /// Create the bucket if it does not exist (the REST API's upload does).
+    pub create_bucket: bool,
+}
+
+impl PutOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_user_meta(&self.user_meta)?;
+        validate_tags(&self.tags)?;
+        if self
+            .content_type
+            .as_ref()
+            .is_some_and(|c| c.len() > CONTENT_TYPE_MAX_BYTES)
+        {
+            return Err(crate::ObjectError::InvalidArgument(
+                "the content type is too long".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ObjectService {
+    /// Store an object from a stream. Nothing becomes visible unless the whole body
+    /// arrived and was stored durably.
+    pub async fn put_object(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        body: impl ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectRecord> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        opts.validate()?;
+        if !opts.create_bucket {
+            self.head_bucket(bucket)?;
+        }
+        let ingested = ingest(
+            &self.cluster,
+            bucket_hash(bucket),
+            body,
+            IngestLimits {
+                chunk_size: self.config.chunk_size,
+                inline_threshold: self.config.inline_threshold,
+                max_size: self.config.max_object_size,
+                declared: opts.declared_size,
+            },
+        )
+        .await?;
+        let (body, inline) = match ingested.body {
+            StoredBody::Inline(data) => (Body::Inline, Some(data)),
+            StoredBody::Chunks(c) => (Body::Chunks(c), None),
+        };
+        let rec = ObjectRecord {
+            key: key.to_string(),
+            version_id: String::new(),
+            seq: 0,
+            delete_marker: false,
+            created_ms: self.clock.now_ms(),
+            size: ingested.size,
+            etag: hex::encode(ingested.md5),
+            sha256: ingested.sha256,
+            content_type: opts
+                .content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+            user_meta: opts.user_meta,
+            tags: opts.tags,
+            part_sizes: Vec::new(),
+            body,
+        };
+        let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
+        let bucket = bucket.to_string();
+        let svc = self.clone();
+        let (rec, freed) = self
+            .cluster
+            .meta()
+            .write(move |kv| -> Result<_> {
+                let b = Self::bucket_for_write(kv, &bucket, new_bucket)?;
+                svc.install_version(kv, &b, rec, inline.as_deref())
+            })
+            .await?;
+        ingested.guard.disarm();
+        self.wake_gc(freed);
+        Ok(rec)
+    }
+}

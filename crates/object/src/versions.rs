@@ -1,0 +1,201 @@
+//! Versioning: how a new version (or delete marker) is installed, how one is removed, and
+//! how the versions of a key are listed. All functions here run inside one metadata
+//! transaction, so each change to a key is atomic.
+
+use bucketdb_store::keys::{object_key, prefix_end, version_key, versions_prefix};
+use bucketdb_store::records::{BucketRecord, ObjectRecord, Versioning, decode, encode};
+use bucketdb_store::{KvRead, KvWrite, StoreError, Table};
+
+use crate::ObjectService;
+use crate::error::{ObjectError, Result};
+use crate::refs::{add_refs, release_refs};
+
+/// Most versions returned by one listing.
+pub const MAX_VERSIONS_LISTED: usize = 1000;
+/// Versions read per scan while searching a key's history.
+const VERSION_SCAN_PAGE: usize = 256;
+
+pub const NULL_VERSION: &str = "null";
+
+/// What a delete did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// The version removed or the delete marker created (`None`: nothing existed).
+    pub version_id: Option<String>,
+    pub delete_marker: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionList {
+    pub versions: Vec<ObjectRecord>,
+    pub truncated: bool,
+}
+
+pub(crate) fn load_bucket(kv: &dyn KvRead, bucket: &str) -> Result<BucketRecord> {
+    match kv.get(Table::Buckets, bucket.as_bytes())? {
+        Some(v) => Ok(decode(&v)?),
+        None => Err(ObjectError::NoSuchBucket(bucket.to_string())),
+    }
+}
+
+/// Every version of a key, newest first, visiting each until `visit` returns `false`.
+pub(crate) fn scan_versions(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    visit: &mut dyn FnMut(Vec<u8>, ObjectRecord) -> bool,
+) -> Result<(), StoreError> {
+    let prefix = versions_prefix(bucket, key);
+    let end = prefix_end(&prefix);
+    let mut from = prefix.clone();
+    loop {
+        let page = kv.scan(Table::Versions, &from, end.as_deref(), VERSION_SCAN_PAGE)?;
+        let n = page.len();
+        for (k, v) in page {
+            from = k.clone();
+            from.push(0);
+            if !visit(k, decode(&v)?) {
+                return Ok(());
+            }
+        }
+        if n < VERSION_SCAN_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+pub(crate) fn find_version(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> Result<Option<(Vec<u8>, ObjectRecord)>> {
+    let mut found = None;
+    scan_versions(kv, bucket, key, &mut |k, rec| {
+        if rec.version_id == version_id {
+            found = Some((k, rec));
+            false
+        } else {
+            true
+        }
+    })?;
+    Ok(found)
+}
+
+fn newest_version(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+    let mut newest = None;
+    scan_versions(kv, bucket, key, &mut |_, rec| {
+        newest = Some(rec);
+        false
+    })?;
+    Ok(newest)
+}
+
+/// Remove one stored version and everything hanging off it; returns whether GC has work.
+fn remove_version_entry(kv: &mut dyn KvWrite, vkey: &[u8], rec: &ObjectRecord) -> Result<bool> {
+    kv.delete(Table::Versions, vkey)?;
+    kv.delete(Table::Inline, vkey)?;
+    Ok(release_refs(kv, rec.chunks())?)
+}
+
+/// Point the current-version table at the newest version if it is a live object.
+fn refresh_current(kv: &mut dyn KvWrite, bucket: &str, key: &str) -> Result<()> {
+    let ok = object_key(bucket, key);
+    match newest_version(kv, bucket, key)? {
+        Some(rec) if !rec.delete_marker => kv.put(Table::Current, &ok, &encode(&rec)?)?,
+        _ => {
+            kv.delete(Table::Current, &ok)?;
+        }
+    }
+    Ok(())
+}
+
+impl ObjectService {
+    pub(crate) fn new_version_id(&self) -> String {
+        let rand = bucketdb_store::env::random_bytes::<10>(self.random.as_ref());
+        uuid::Builder::from_unix_timestamp_millis(self.clock.now_ms(), &rand)
+            .into_uuid()
+            .simple()
+            .to_string()
+    }
+
+    /// Install `rec` as the newest version of its key, following the bucket's versioning
+    /// state: unversioned and suspended buckets replace the `null` version, enabled
+    /// buckets keep every version. `inline` is the body of small objects. Returns the
+    /// installed record and whether chunks became garbage.
+    pub(crate) fn install_version(
+        &self,
+        kv: &mut dyn KvWrite,
+        bucket: &BucketRecord,
+        mut rec: ObjectRecord,
+        inline: Option<&[u8]>,
+    ) -> Result<(ObjectRecord, bool)> {
+        let b = bucket.name.as_str();
+        let key = rec.key.clone();
+        let now_us = self.clock.now_ms().saturating_mul(1000);
+        let newest_seq = newest_version(kv, b, &key)?.map_or(0, |r| r.seq);
+        rec.seq = now_us.max(newest_seq + 1);
+        let mut freed = false;
+        match bucket.versioning {
+            Versioning::Enabled => rec.version_id = self.new_version_id(),
+            Versioning::Unversioned | Versioning::Suspended => {
+                rec.version_id = NULL_VERSION.to_string();
+                if let Some((vkey, old)) = find_version(kv, b, &key, NULL_VERSION)? {
+                    freed |= remove_version_entry(kv, &vkey, &old)?;
+                }
+            }
+        }
+        let vkey = version_key(b, &key, rec.seq);
+        kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
+        if let Some(data) = inline {
+            kv.put(Table::Inline, &vkey, data)?;
+        }
+        add_refs(kv, rec.chunks())?;
+        let ok = object_key(b, &key);
+        if rec.delete_marker {
+            kv.delete(Table::Current, &ok)?;
+        } else {
+            kv.put(Table::Current, &ok, &encode(&rec)?)?;
+        }
+        Ok((rec, freed))
+    }
+
+    /// Permanently remove one version; the current version is recomputed.
+    pub(crate) fn remove_version(
+        &self,
+        kv: &mut dyn KvWrite,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<(Option<ObjectRecord>, bool)> {
+        let Some((vkey, rec)) = find_version(kv, bucket, key, version_id)? else {
+            return Ok((None, false));
+        };
+        let freed = remove_version_entry(kv, &vkey, &rec)?;
+        refresh_current(kv, bucket, key)?;
+        Ok((Some(rec), freed))
+    }
+
+    /// Every version of a key (delete markers included), newest first.
+    pub fn list_object_versions(&self, bucket: &str, key: &str) -> Result<VersionList> {
+        crate::names::validate_bucket_name(bucket)?;
+        crate::names::validate_key(key)?;
+        let meta = self.cluster.meta();
+        let kv = meta.read()?;
+        load_bucket(kv.as_ref(), bucket)?;
+        let mut versions = Vec::new();
+        let mut truncated = false;
+        scan_versions(kv.as_ref(), bucket, key, &mut |_, rec| {
+            if versions.len() == MAX_VERSIONS_LISTED {
+                truncated = true;
+                return false;
+            }
+            versions.push(rec);
+            true
+        })?;
+        Ok(VersionList {
+            versions,
+            truncated,
+        })
+    }
+}
