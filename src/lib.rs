@@ -1,1 +1,41 @@
+//! BucketDB: a distributed, self-hosted, S3-compatible object store, usable as a server
+//! (`bucketdb server`) or embedded in a Rust program through [`BucketDb`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bucketdb::Error> {
+//! let db = bucketdb::BucketDb::open(&bucketdb::Config::default())?;
+//! let file = tokio::fs::File::open("video.mp4").await?;
+//! let size = file.metadata().await?.len();
+//! db.put_object_from_stream("movies", "video.mp4", file, size, None).await?;
+//! db.set_quorum(true);
+//! for v in db.list_object_versions("movies", "video.mp4")? {
+//!     println!("version {} size {}", v.version_id, v.size);
+//! }
+//! # Ok(()) }
+//! ```
 
+pub mod config;
+mod credentials;
+mod db;
+pub mod server;
+
+pub use bucketdb_object::{
+    DeleteOutcome, ListPage, ListQuery, ObjectError, ObjectReader, ObjectRecord, ObjectService,
+    PutOptions, RangeSpec, Versioning,
+};
+pub use config::{Config, ConfigArgs, ConfigError, LogFormat};
+pub use credentials::resolve_credentials;
+pub use db::BucketDb;
+
+/// Errors of the embeddable library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error(transparent)]
+    Store(#[from] bucketdb_store::StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

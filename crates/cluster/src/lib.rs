@@ -122,7 +122,11 @@ impl Cluster {
     }
 
     /// Store a chunk on its replicas (here: the local disk) and return its reference.
-    pub async fn write_chunk(&self, bucket: BucketHash, data: Bytes) -> Result<ChunkRef, ClusterError> {
+    pub async fn write_chunk(
+        &self,
+        bucket: BucketHash,
+        data: Bytes,
+    ) -> Result<ChunkRef, ClusterError> {
         let store = self.chunks.clone();
         tokio::task::spawn_blocking(move || store.write(bucket, &data))
             .await

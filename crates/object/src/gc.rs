@@ -74,7 +74,8 @@ impl ObjectService {
         let kv = meta.read()?;
         let n = self.cluster.chunk_store().sweep_orphans(&mut |id| {
             let chunk = id.to_bytes();
-            Ok(kv.get(Table::Chunks, &chunk)?.is_some() || kv.get(Table::GcQueue, &chunk)?.is_some())
+            Ok(kv.get(Table::Chunks, &chunk)?.is_some()
+                || kv.get(Table::GcQueue, &chunk)?.is_some())
         })?;
         self.stats.orphans_swept.fetch_add(n, Ordering::Relaxed);
         Ok(n)

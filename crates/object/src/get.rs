@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bucketdb_store::ChunkRef;
+use bucketdb_store::Table;
 use bucketdb_store::keys::{object_key, version_key};
 use bucketdb_store::records::{Body, ObjectRecord, decode};
-use bucketdb_store::Table;
 use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest, Sha256};
@@ -133,7 +133,12 @@ impl ObjectService {
         })
     }
 
-    async fn stream_chunks(self: &Arc<Self>, chunks: &[ChunkRef], start: u64, end: u64) -> Result<BodyStream> {
+    async fn stream_chunks(
+        self: &Arc<Self>,
+        chunks: &[ChunkRef],
+        start: u64,
+        end: u64,
+    ) -> Result<BodyStream> {
         // Which part of which chunk covers [start, end).
         let mut plan = Vec::new();
         let mut offset = 0u64;

@@ -225,7 +225,9 @@ impl Pipeline {
         let c = self.cluster.clone();
         let bucket = self.bucket;
         self.inflight = Some(tokio::spawn(async move {
-            c.write_chunk(bucket, chunk).await.map_err(ObjectError::from)
+            c.write_chunk(bucket, chunk)
+                .await
+                .map_err(ObjectError::from)
         }));
         Ok(())
     }

@@ -5,6 +5,7 @@
 mod buckets;
 mod delete;
 mod error;
+mod gc;
 mod get;
 mod ingest;
 mod lifecycle;
@@ -15,7 +16,6 @@ mod put;
 mod refs;
 mod tags;
 mod versions;
-mod gc;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use bucketdb_store::Table;
 use bucketdb_store::keys::{bucket_prefix, prefix_end};
 use bucketdb_store::records::{LifecycleRule, ObjectRecord, UploadRecord, decode};
-use bucketdb_store::Table;
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
@@ -40,24 +40,40 @@ fn validate_rules(rules: &[LifecycleRule]) -> Result<()> {
             )));
         }
         if rules[..i].iter().any(|o| o.id == r.id) {
-            return Err(ObjectError::InvalidArgument(format!("duplicate rule id {:?}", r.id)));
+            return Err(ObjectError::InvalidArgument(format!(
+                "duplicate rule id {:?}",
+                r.id
+            )));
         }
-        let days = [r.expiration_days, r.noncurrent_days, r.abort_incomplete_multipart_days];
+        let days = [
+            r.expiration_days,
+            r.noncurrent_days,
+            r.abort_incomplete_multipart_days,
+        ];
         if days.iter().all(Option::is_none) {
-            return Err(ObjectError::InvalidArgument(format!("rule {:?} has no action", r.id)));
+            return Err(ObjectError::InvalidArgument(format!(
+                "rule {:?} has no action",
+                r.id
+            )));
         }
         if days.iter().flatten().any(|d| *d == 0) {
             return Err(ObjectError::InvalidArgument("days must be positive".into()));
         }
         if r.prefix.len() > crate::names::KEY_MAX_BYTES {
-            return Err(ObjectError::InvalidArgument("the rule prefix is too long".into()));
+            return Err(ObjectError::InvalidArgument(
+                "the rule prefix is too long".into(),
+            ));
         }
     }
     Ok(())
 }
 
 impl ObjectService {
-    pub async fn set_lifecycle(self: &Arc<Self>, bucket: &str, rules: Vec<LifecycleRule>) -> Result<()> {
+    pub async fn set_lifecycle(
+        self: &Arc<Self>,
+        bucket: &str,
+        rules: Vec<LifecycleRule>,
+    ) -> Result<()> {
         validate_bucket_name(bucket)?;
         validate_rules(&rules)?;
         self.update_bucket(bucket.to_string(), move |b| {
@@ -78,25 +94,37 @@ impl ObjectService {
         for bucket in self.list_buckets()? {
             for rule in bucket.lifecycle.iter().filter(|r| r.enabled) {
                 if let Some(days) = rule.expiration_days {
-                    report.expired += self.expire_current(&bucket.name, &rule.prefix, now, days).await?;
+                    report.expired += self
+                        .expire_current(&bucket.name, &rule.prefix, now, days)
+                        .await?;
                 }
                 if let Some(days) = rule.noncurrent_days {
-                    report.noncurrent_deleted +=
-                        self.expire_noncurrent(&bucket.name, &rule.prefix, now, days).await?;
+                    report.noncurrent_deleted += self
+                        .expire_noncurrent(&bucket.name, &rule.prefix, now, days)
+                        .await?;
                 }
                 if let Some(days) = rule.abort_incomplete_multipart_days {
-                    report.uploads_aborted += self.abort_stale_uploads(&bucket.name, &rule.prefix, now, days).await?;
+                    report.uploads_aborted += self
+                        .abort_stale_uploads(&bucket.name, &rule.prefix, now, days)
+                        .await?;
                 }
             }
         }
         let s = &self.stats;
         s.lifecycle_runs.fetch_add(1, Ordering::Relaxed);
-        s.lifecycle_expired.fetch_add(report.expired, Ordering::Relaxed);
-        s.lifecycle_noncurrent_deleted.fetch_add(report.noncurrent_deleted, Ordering::Relaxed);
-        s.lifecycle_uploads_aborted.fetch_add(report.uploads_aborted, Ordering::Relaxed);
+        s.lifecycle_expired
+            .fetch_add(report.expired, Ordering::Relaxed);
+        s.lifecycle_noncurrent_deleted
+            .fetch_add(report.noncurrent_deleted, Ordering::Relaxed);
+        s.lifecycle_uploads_aborted
+            .fetch_add(report.uploads_aborted, Ordering::Relaxed);
         if report != LifecycleReport::default() {
-            tracing::info!(expired = report.expired, noncurrent = report.noncurrent_deleted,
-                aborted = report.uploads_aborted, "lifecycle pass");
+            tracing::info!(
+                expired = report.expired,
+                noncurrent = report.noncurrent_deleted,
+                aborted = report.uploads_aborted,
+                "lifecycle pass"
+            );
         }
         Ok(report)
     }
@@ -113,18 +141,25 @@ impl ObjectService {
         if from.is_empty() {
             *from = start.clone();
         }
-        let page = self
-            .cluster
-            .meta()
-            .read()?
-            .scan(table, from, prefix_end(&start).as_deref(), LIFECYCLE_PAGE)?;
+        let page = self.cluster.meta().read()?.scan(
+            table,
+            from,
+            prefix_end(&start).as_deref(),
+            LIFECYCLE_PAGE,
+        )?;
         if let Some((k, _)) = page.last() {
             *from = [k.as_slice(), &[0]].concat();
         }
         Ok((!page.is_empty()).then_some(page))
     }
 
-    async fn expire_current(self: &Arc<Self>, bucket: &str, prefix: &str, now: u64, days: u32) -> Result<u64> {
+    async fn expire_current(
+        self: &Arc<Self>,
+        bucket: &str,
+        prefix: &str,
+        now: u64,
+        days: u32,
+    ) -> Result<u64> {
         let cutoff = now.saturating_sub(u64::from(days) * DAY_MS);
         let mut from = Vec::new();
         let mut n = 0;
@@ -140,7 +175,13 @@ impl ObjectService {
         Ok(n)
     }
 
-    async fn expire_noncurrent(self: &Arc<Self>, bucket: &str, prefix: &str, now: u64, days: u32) -> Result<u64> {
+    async fn expire_noncurrent(
+        self: &Arc<Self>,
+        bucket: &str,
+        prefix: &str,
+        now: u64,
+        days: u32,
+    ) -> Result<u64> {
         let cutoff = now.saturating_sub(u64::from(days) * DAY_MS);
         let mut from = Vec::new();
         let mut n = 0;
@@ -157,7 +198,8 @@ impl ObjectService {
                 if let Some(t) = superseded_at
                     && t <= cutoff
                 {
-                    self.delete_object(bucket, &rec.key, Some(&rec.version_id)).await?;
+                    self.delete_object(bucket, &rec.key, Some(&rec.version_id))
+                        .await?;
                     n += 1;
                 }
                 newer = Some(rec);
@@ -166,7 +208,13 @@ impl ObjectService {
         Ok(n)
     }
 
-    async fn abort_stale_uploads(self: &Arc<Self>, bucket: &str, prefix: &str, now: u64, days: u32) -> Result<u64> {
+    async fn abort_stale_uploads(
+        self: &Arc<Self>,
+        bucket: &str,
+        prefix: &str,
+        now: u64,
+        days: u32,
+    ) -> Result<u64> {
         let cutoff = now.saturating_sub(u64::from(days) * DAY_MS);
         let mut from = Vec::new();
         let mut n = 0;
@@ -174,7 +222,8 @@ impl ObjectService {
             for (_, v) in page {
                 let up: UploadRecord = decode(&v)?;
                 if up.created_ms <= cutoff {
-                    self.abort_multipart_upload(bucket, &up.key, &up.upload_id).await?;
+                    self.abort_multipart_upload(bucket, &up.key, &up.upload_id)
+                        .await?;
                     n += 1;
                 }
             }

@@ -1,9 +1,9 @@
 //! Listing the current objects of a bucket: an ordered range scan with prefix, delimiter
 //! (common prefixes are skipped over with one seek each, not walked) and a cursor.
 
+use bucketdb_store::Table;
 use bucketdb_store::keys::{bucket_prefix, prefix_end};
 use bucketdb_store::records::{ObjectRecord, decode};
-use bucketdb_store::Table;
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
@@ -46,7 +46,11 @@ impl ObjectService {
             ));
         }
         let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
-        let limit = if q.limit == 0 { MAX_LIST_LIMIT } else { q.limit.min(MAX_LIST_LIMIT) };
+        let limit = if q.limit == 0 {
+            MAX_LIST_LIMIT
+        } else {
+            q.limit.min(MAX_LIST_LIMIT)
+        };
         let kv = self.cluster.meta().read()?;
         load_bucket(kv.as_ref(), bucket)?;
 
@@ -58,7 +62,8 @@ impl ObjectService {
         let common_prefix = |key: &str| -> Option<String> {
             let d = delimiter?;
             let rest = key.strip_prefix(q.prefix.as_str())?;
-            rest.find(d).map(|i| key[..q.prefix.len() + i + d.len()].to_string())
+            rest.find(d)
+                .map(|i| key[..q.prefix.len() + i + d.len()].to_string())
         };
         let mut from = scan_prefix.clone();
         if let Some(after) = &q.start_after {

@@ -30,7 +30,12 @@ fn check_upload_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-fn load_upload(kv: &dyn KvRead, bucket: &str, key: &str, upload_id: &str) -> Result<(Vec<u8>, UploadRecord)> {
+fn load_upload(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<(Vec<u8>, UploadRecord)> {
     let k = upload_key(bucket, key, upload_id);
     match kv.get(Table::Uploads, &k)? {
         Some(v) => Ok((k, decode(&v)?)),
@@ -40,14 +45,23 @@ fn load_upload(kv: &dyn KvRead, bucket: &str, key: &str, upload_id: &str) -> Res
 
 fn load_parts(kv: &dyn KvRead, upload_id: &str) -> Result<Vec<PartRecord>, StoreError> {
     let prefix = parts_prefix(upload_id);
-    kv.scan(Table::Parts, &prefix, prefix_end(&prefix).as_deref(), MAX_PART_NUMBER as usize)?
-        .into_iter()
-        .map(|(_, v)| decode(&v))
-        .collect()
+    kv.scan(
+        Table::Parts,
+        &prefix,
+        prefix_end(&prefix).as_deref(),
+        MAX_PART_NUMBER as usize,
+    )?
+    .into_iter()
+    .map(|(_, v)| decode(&v))
+    .collect()
 }
 
 /// Delete an upload and its parts, releasing their chunks; returns whether GC has work.
-pub(crate) fn remove_upload(kv: &mut dyn KvWrite, upload_key: &[u8], upload_id: &str) -> Result<bool> {
+pub(crate) fn remove_upload(
+    kv: &mut dyn KvWrite,
+    upload_key: &[u8],
+    upload_id: &str,
+) -> Result<bool> {
     let mut freed = false;
     for p in load_parts(kv, upload_id)? {
         freed |= release_refs(kv, &p.chunks)?;
@@ -67,13 +81,17 @@ impl ObjectService {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         opts.validate()?;
-        let upload_id = hex::encode(bucketdb_store::env::random_bytes::<16>(self.random.as_ref()));
+        let upload_id = hex::encode(bucketdb_store::env::random_bytes::<16>(
+            self.random.as_ref(),
+        ));
         let up = UploadRecord {
             upload_id,
             bucket: bucket.to_string(),
             key: key.to_string(),
             created_ms: self.clock.now_ms(),
-            content_type: opts.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+            content_type: opts
+                .content_type
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
             user_meta: opts.user_meta,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
@@ -81,7 +99,11 @@ impl ObjectService {
             .meta()
             .write(move |kv| -> Result<_> {
                 Self::bucket_for_write(kv, &up.bucket, new_bucket)?;
-                kv.put(Table::Uploads, &upload_key(&up.bucket, &up.key, &up.upload_id), &encode(&up)?)?;
+                kv.put(
+                    Table::Uploads,
+                    &upload_key(&up.bucket, &up.key, &up.upload_id),
+                    &encode(&up)?,
+                )?;
                 Ok(up)
             })
             .await
@@ -164,13 +186,23 @@ impl ObjectService {
         let kv = self.cluster.meta().read()?;
         load_bucket(kv.as_ref(), bucket)?;
         let prefix = bucketdb_store::keys::bucket_prefix(bucket);
-        kv.scan(Table::Uploads, &prefix, prefix_end(&prefix).as_deref(), limit)?
-            .into_iter()
-            .map(|(_, v)| decode(&v).map_err(ObjectError::from))
-            .collect()
+        kv.scan(
+            Table::Uploads,
+            &prefix,
+            prefix_end(&prefix).as_deref(),
+            limit,
+        )?
+        .into_iter()
+        .map(|(_, v)| decode(&v).map_err(ObjectError::from))
+        .collect()
     }
 
-    pub async fn abort_multipart_upload(self: &Arc<Self>, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    pub async fn abort_multipart_upload(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         check_upload_id(upload_id)?;
@@ -200,7 +232,9 @@ impl ObjectService {
         validate_key(key)?;
         check_upload_id(upload_id)?;
         if parts.is_empty() {
-            return Err(ObjectError::InvalidPart("at least one part is required".into()));
+            return Err(ObjectError::InvalidPart(
+                "at least one part is required".into(),
+            ));
         }
         if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(ObjectError::InvalidPartOrder);
@@ -223,9 +257,16 @@ impl ObjectService {
                         .iter()
                         .find(|p| p.part_number == *n)
                         .filter(|p| p.etag == want)
-                        .ok_or_else(|| ObjectError::InvalidPart(format!("part {n} with ETag {etag} was not uploaded")))?;
+                        .ok_or_else(|| {
+                            ObjectError::InvalidPart(format!(
+                                "part {n} with ETag {etag} was not uploaded"
+                            ))
+                        })?;
                     if i + 1 < parts.len() && p.size < MIN_PART_SIZE {
-                        return Err(ObjectError::EntityTooSmall { part: *n, min: MIN_PART_SIZE });
+                        return Err(ObjectError::EntityTooSmall {
+                            part: *n,
+                            min: MIN_PART_SIZE,
+                        });
                     }
                     chosen.push(p);
                 }
@@ -235,10 +276,14 @@ impl ObjectService {
                 }
                 let mut md5s = Md5::new();
                 for p in &chosen {
-                    let raw = hex::decode(&p.etag).map_err(|e| ObjectError::Internal(e.to_string()))?;
+                    let raw =
+                        hex::decode(&p.etag).map_err(|e| ObjectError::Internal(e.to_string()))?;
                     md5s.update(raw);
                 }
-                let chunks: Vec<_> = chosen.iter().flat_map(|p| p.chunks.iter().cloned()).collect();
+                let chunks: Vec<_> = chosen
+                    .iter()
+                    .flat_map(|p| p.chunks.iter().cloned())
+                    .collect();
                 let rec = ObjectRecord {
                     key: key.clone(),
                     version_id: String::new(),

@@ -135,18 +135,41 @@ mod tests {
 
     #[test]
     fn keys_that_could_escape_or_confuse_are_refused() {
-        for ok in ["a", "dir/file.txt", "a..b", ".hidden", "ünïcode/ключ", &"k".repeat(1024)] {
+        for ok in [
+            "a",
+            "dir/file.txt",
+            "a..b",
+            ".hidden",
+            "ünïcode/ключ",
+            &"k".repeat(1024),
+        ] {
             assert!(validate_key(ok).is_ok(), "{ok}");
         }
-        assert!(matches!(validate_key(&"k".repeat(1025)), Err(ObjectError::KeyTooLong { .. })));
-        for bad in ["", "../etc/passwd", "a/../b", "/abs", "a/./b", "nul\0byte", "..", "new\nline"] {
+        assert!(matches!(
+            validate_key(&"k".repeat(1025)),
+            Err(ObjectError::KeyTooLong { .. })
+        ));
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/../b",
+            "/abs",
+            "a/./b",
+            "nul\0byte",
+            "..",
+            "new\nline",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn tag_limits() {
-        let t = |n: usize| (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect::<Vec<_>>();
+        let t = |n: usize| {
+            (0..n)
+                .map(|i| (format!("k{i}"), "v".to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(validate_tags(&t(10)).is_ok());
         assert!(validate_tags(&t(11)).is_err());
         assert!(validate_tags(&[("k".into(), "v".into()), ("k".into(), "w".into())]).is_err());

@@ -8,7 +8,9 @@ use bucketdb_store::records::{Body, ObjectRecord};
 use crate::ObjectService;
 use crate::error::Result;
 use crate::ingest::{ByteStream, IngestLimits, StoredBody, ingest};
-use crate::names::{CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_tags, validate_user_meta};
+use crate::names::{
+    CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_tags, validate_user_meta,
+};
 
 /// The content type of objects uploaded without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";

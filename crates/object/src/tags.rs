@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use bucketdb_store::Table;
 use bucketdb_store::keys::{object_key, version_key};
 use bucketdb_store::records::{ObjectRecord, decode, encode};
-use bucketdb_store::Table;
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
@@ -39,8 +39,10 @@ impl ObjectService {
             .write(move |kv| -> Result<_> {
                 load_bucket(kv, &bucket)?;
                 let ok = object_key(&bucket, &key);
-                let current: Option<ObjectRecord> =
-                    kv.get(Table::Current, &ok)?.map(|v| decode(&v)).transpose()?;
+                let current: Option<ObjectRecord> = kv
+                    .get(Table::Current, &ok)?
+                    .map(|v| decode(&v))
+                    .transpose()?;
                 let (vkey, mut rec) = match &version_id {
                     Some(v) => find_version(kv, &bucket, &key, v)?
                         .ok_or_else(|| ObjectError::NoSuchVersion(v.clone()))?,

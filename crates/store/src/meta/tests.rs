@@ -15,11 +15,8 @@ async fn concurrent_writes_all_commit_and_survive_reopen() {
         for i in 0..200u32 {
             let m = meta.clone();
             tasks.push(tokio::spawn(async move {
-                m.write(move |kv| {
-                    kv.put(Table::Buckets, &i.to_be_bytes(), b"v")
-                        .map(|_| i)
-                })
-                .await
+                m.write(move |kv| kv.put(Table::Buckets, &i.to_be_bytes(), b"v").map(|_| i))
+                    .await
             }));
         }
         for (i, t) in tasks.into_iter().enumerate() {

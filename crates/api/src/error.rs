@@ -1,0 +1,118 @@
+//! The one place where errors become HTTP statuses and S3 error codes. REST errors are
+//! JSON: `{"error": {"code", "message", "requestId"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bucketdb_object::ObjectError;
+
+use crate::observe::current_request_id;
+
+/// An error a handler returns.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("the request needs credentials (HTTP Basic or a bearer token)")]
+    MissingCredentials,
+    #[error("the access key is not known")]
+    InvalidAccessKeyId,
+    #[error("the secret key does not match")]
+    SignatureDoesNotMatch,
+    #[error("the token is invalid or expired")]
+    InvalidToken,
+    #[error("no such route")]
+    NotFound,
+    #[error("the method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("the bucket has no lifecycle configuration")]
+    NoSuchLifecycleConfiguration,
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// HTTP status and S3 error code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ObjectError as O;
+        use StatusCode as S;
+        match self {
+            ApiError::Object(e) => match e {
+                O::NoSuchBucket(_) => (S::NOT_FOUND, "NoSuchBucket"),
+                O::NoSuchKey(_) => (S::NOT_FOUND, "NoSuchKey"),
+                O::NoSuchVersion(_) => (S::NOT_FOUND, "NoSuchVersion"),
+                O::NoSuchUpload(_) => (S::NOT_FOUND, "NoSuchUpload"),
+                O::BucketAlreadyOwnedByYou(_) => (S::CONFLICT, "BucketAlreadyOwnedByYou"),
+                O::BucketNotEmpty(_) => (S::CONFLICT, "BucketNotEmpty"),
+                O::InvalidBucketName(_) => (S::BAD_REQUEST, "InvalidBucketName"),
+                O::KeyTooLong { .. } => (S::BAD_REQUEST, "KeyTooLongError"),
+                O::InvalidKey(_) => (S::BAD_REQUEST, "InvalidArgument"),
+                O::EntityTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
+                O::EntityTooSmall { .. } => (S::BAD_REQUEST, "EntityTooSmall"),
+                O::IncompleteBody(_) => (S::BAD_REQUEST, "IncompleteBody"),
+                O::InvalidPart(_) => (S::BAD_REQUEST, "InvalidPart"),
+                O::InvalidPartOrder => (S::BAD_REQUEST, "InvalidPartOrder"),
+                O::InvalidTag(_) => (S::BAD_REQUEST, "InvalidTag"),
+                O::MetadataTooLarge { .. } => (S::BAD_REQUEST, "MetadataTooLarge"),
+                O::InvalidRange { .. } => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
+                O::InvalidArgument(_) => (S::BAD_REQUEST, "InvalidArgument"),
+                O::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+                O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "InternalError")
+                }
+            },
+            ApiError::BadRequest(_) => (S::BAD_REQUEST, "InvalidRequest"),
+            ApiError::MalformedJson(_) => (S::BAD_REQUEST, "MalformedJSON"),
+            ApiError::MissingCredentials => (S::UNAUTHORIZED, "AccessDenied"),
+            ApiError::InvalidAccessKeyId => (S::FORBIDDEN, "InvalidAccessKeyId"),
+            ApiError::SignatureDoesNotMatch => (S::FORBIDDEN, "SignatureDoesNotMatch"),
+            ApiError::InvalidToken => (S::UNAUTHORIZED, "InvalidToken"),
+            ApiError::NotFound => (S::NOT_FOUND, "NoSuchResource"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            ApiError::NoSuchLifecycleConfiguration => {
+                (S::NOT_FOUND, "NoSuchLifecycleConfiguration")
+            }
+            ApiError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
+            ApiError::PreconditionFailed => (S::PRECONDITION_FAILED, "PreconditionFailed"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "InternalError"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        // Server-side failures are logged in full but described to clients generically.
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            "We encountered an internal error. Please try again.".to_string()
+        } else {
+            self.to_string()
+        };
+        let body = serde_json::json!({
+            "error": {"code": code, "message": message, "requestId": current_request_id()}
+        });
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::Object(ObjectError::InvalidRange { size }) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        if matches!(self, ApiError::MissingCredentials) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"bucketdb\""),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,120 @@
+//! Per-request observability: a trace id (echoed as `x-request-id`), one structured log
+//! line and the request metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use rand::RngCore;
+
+use crate::ApiState;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The trace id of the request being handled (empty outside one).
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(|id| id.clone()).unwrap_or_default()
+}
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn content_length(h: &axum::http::HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The operation a request performs, for logs and metrics.
+pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
+    let family = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    let has = |q: &str| {
+        query
+            .split('&')
+            .any(|p| p == q || p.starts_with(&format!("{q}=")))
+    };
+    let depth = path.trim_start_matches('/').splitn(3, '/').count();
+    match (family, method.as_str()) {
+        ("objects", "POST") => "PutObject",
+        ("objects", "PUT") => "PutObjectTagging",
+        ("objects", "GET") if has("tags") => "GetObjectTagging",
+        ("objects", "DELETE") if has("tags") => "DeleteObjectTagging",
+        ("objects", "GET") if depth <= 2 => "ListObjects",
+        ("objects", "GET") => "GetObject",
+        ("objects", "HEAD") => "HeadObject",
+        ("objects", "DELETE") => "DeleteObject",
+        ("versions", _) => "ListObjectVersions",
+        ("versioning", "PUT") => "PutBucketVersioning",
+        ("versioning", _) => "GetBucketVersioning",
+        ("lifecycle", "PUT") => "PutBucketLifecycle",
+        ("lifecycle", "DELETE") => "DeleteBucketLifecycle",
+        ("lifecycle", _) => "GetBucketLifecycle",
+        ("multipart", "POST") if has("partNumber") => "UploadPart",
+        ("multipart", "POST") => "CreateMultipartUpload",
+        ("multipart", "PUT") => "CompleteMultipartUpload",
+        ("multipart", "DELETE") => "AbortMultipartUpload",
+        ("multipart", _) => "ListParts",
+        ("buckets", "GET") if depth <= 1 => "ListBuckets",
+        ("buckets", "PUT") => "CreateBucket",
+        ("buckets", "DELETE") => "DeleteBucket",
+        ("buckets", _) => "HeadBucket",
+        ("auth", _) => "CreateToken",
+        ("health", _) => "Health",
+        ("cluster", _) => "ClusterStatus",
+        ("metrics", _) => "Metrics",
+        _ => "Unknown",
+    }
+}
+
+pub async fn observe(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = new_request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let op = operation(&method, &path, req.uri().query().unwrap_or(""));
+    let bytes_in = content_length(req.headers());
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    let status = resp.status().as_u16();
+    let bytes_out = http_body::Body::size_hint(resp.body())
+        .exact()
+        .unwrap_or_else(|| content_length(resp.headers()));
+    let elapsed = started.elapsed();
+    state.metrics.record_request(
+        "rest",
+        op,
+        status,
+        elapsed.as_secs_f64(),
+        bytes_in,
+        bytes_out,
+    );
+    if op != "Health" && op != "Metrics" {
+        tracing::info!(
+            target: "bucketdb::request",
+            trace_id = %id,
+            node = %state.service.cluster().node().id,
+            method = %method,
+            path = %path,
+            operation = op,
+            status,
+            bytes_in,
+            bytes_out,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+    resp
+}

@@ -1,0 +1,54 @@
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bucketdb_object::BucketRecord;
+use serde_json::{Value, json};
+
+use super::config::versioning_name;
+use crate::ApiState;
+use crate::error::ApiResult;
+
+pub(crate) fn bucket_json(b: &BucketRecord) -> Value {
+    json!({
+        "name": b.name,
+        "createdAt": b.created_ms,
+        "versioning": versioning_name(b.versioning),
+    })
+}
+
+pub async fn list(State(state): State<Arc<ApiState>>) -> ApiResult<Response> {
+    let buckets: Vec<_> = state
+        .service
+        .list_buckets()?
+        .iter()
+        .map(bucket_json)
+        .collect();
+    Ok(Json(json!({ "buckets": buckets })).into_response())
+}
+
+pub async fn create(
+    State(state): State<Arc<ApiState>>,
+    Path(bucket): Path<String>,
+) -> ApiResult<Response> {
+    let b = state.service.create_bucket(&bucket).await?;
+    Ok((StatusCode::CREATED, Json(bucket_json(&b))).into_response())
+}
+
+pub async fn head(
+    State(state): State<Arc<ApiState>>,
+    Path(bucket): Path<String>,
+) -> ApiResult<Response> {
+    let b = state.service.head_bucket(&bucket)?;
+    Ok(Json(bucket_json(&b)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Path(bucket): Path<String>,
+) -> ApiResult<Response> {
+    state.service.delete_bucket(&bucket).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
