@@ -179,7 +179,10 @@ impl Pipeline {
             )));
         }
 
-        if self.md5.is_none() && buf.len() <= limits.inline_threshold {
+        if limits.inline_threshold > 0
+            && self.md5.is_none()
+            && buf.len() <= limits.inline_threshold
+        {
             let data = buf.freeze();
             return Ok(Ingested {
                 size: total,
@@ -241,6 +244,26 @@ impl Pipeline {
             self.guard.chunks.push(r);
         }
         Ok(())
+    }
+}
+
+impl Drop for Pipeline {
+    /// A request dropped mid-upload (the client went away) leaves a chunk write in flight
+    /// that never reached the guard: delete that chunk once it lands.
+    fn drop(&mut self) {
+        let Some(write) = self.inflight.take() else {
+            return;
+        };
+        let cluster = self.cluster.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Ok(Ok(chunk)) = write.await
+                    && let Err(e) = cluster.delete_chunks(vec![chunk.id]).await
+                {
+                    tracing::warn!(error = %e, "could not delete a chunk of an abandoned upload; the startup sweep will");
+                }
+            });
+        }
     }
 }
 

@@ -1154,7 +1154,7 @@ async fn multipart_complete_with_wrong_etag_is_invalid_part() {
     // A part that was never uploaded.
     assert_err!(
         env.svc
-            .complete_multipart_upload("bkt", "k", &id, vec![(1, e1.clone()), (2, e1.clone())])
+            .complete_multipart_upload("bkt", "k", &id, vec![(2, e1.clone())])
             .await,
         ObjectError::InvalidPart(_)
     );
@@ -1346,6 +1346,39 @@ async fn multipart_reuploading_a_part_replaces_it() {
         .await
         .unwrap();
     assert_eq!(env.get("bkt", "k", None).await, second);
+}
+
+/// S3 has no minimum size for the last part, so an empty last part is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_empty_last_part_is_accepted() {
+    let env = Env::with_config(multipart_config());
+    env.create_bucket("bkt").await;
+    let id = new_upload(&env, "k").await;
+    let p1 = pattern(MIN_PART_SIZE as usize, 73);
+    let e1 = upload_part(&env, "k", &id, 1, &p1).await;
+    let e2 = upload_part(&env, "k", &id, 2, b"").await;
+    assert_eq!(e2, md5_hex(b""));
+    let rec = env
+        .svc
+        .complete_multipart_upload("bkt", "k", &id, vec![(1, e1), (2, e2)])
+        .await
+        .unwrap();
+    assert_eq!(rec.size, p1.len() as u64);
+    assert_eq!(rec.etag, s3_multipart_etag(&[&p1, b""]));
+    assert_eq!(rec.part_sizes, vec![p1.len() as u64, 0]);
+    assert!(env.get("bkt", "k", None).await == p1);
+    let (_, got) = env.get_range("bkt", "k", RangeSpec::Suffix(5)).await;
+    assert_eq!(got, p1[p1.len() - 5..]);
+    // An upload made of one empty part is an empty object.
+    let id = new_upload(&env, "empty").await;
+    let e = upload_part(&env, "empty", &id, 1, b"").await;
+    let rec = env
+        .svc
+        .complete_multipart_upload("bkt", "empty", &id, vec![(1, e)])
+        .await
+        .unwrap();
+    assert_eq!(rec.size, 0);
+    assert!(env.get("bkt", "empty", None).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
