@@ -179,9 +179,7 @@ impl Pipeline {
             )));
         }
 
-        if limits.inline_threshold > 0
-            && self.md5.is_none()
-            && buf.len() <= limits.inline_threshold
+        if limits.inline_threshold > 0 && self.md5.is_none() && buf.len() <= limits.inline_threshold
         {
             let data = buf.freeze();
             return Ok(Ingested {

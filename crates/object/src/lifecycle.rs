@@ -136,7 +136,7 @@ impl ObjectService {
         bucket: &str,
         prefix: &str,
         from: &mut Vec<u8>,
-    ) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+    ) -> Result<Option<Vec<bucketdb_store::meta::Entry>>> {
         let start = [bucket_prefix(bucket).as_slice(), prefix.as_bytes()].concat();
         if from.is_empty() {
             *from = start.clone();

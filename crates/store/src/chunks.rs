@@ -20,6 +20,8 @@ use crate::error::StoreError;
 
 /// Directory under the storage root that holds chunks that failed verification.
 pub const QUARANTINE_DIR: &str = ".quarantine";
+/// Fresh ids tried when a generated chunk id is already taken.
+const ID_ATTEMPTS: usize = 8;
 
 /// Which bucket a chunk belongs to (first 8 bytes of SHA-256 of the bucket name).
 pub type BucketHash = [u8; 8];
@@ -161,10 +163,18 @@ impl ChunkStore {
         data: &[u8],
         sha256: [u8; 32],
     ) -> Result<ChunkRef, StoreError> {
-        let id = ChunkId {
+        // Ids are 128 random bits; the existence check only matters for seeded
+        // generators replayed over an existing store, where a repeat would overwrite data.
+        let mut id = ChunkId {
             bucket,
             id: random_bytes::<16>(self.random.as_ref()),
         };
+        for _ in 0..ID_ATTEMPTS {
+            if !self.path_of(&id).exists() {
+                break;
+            }
+            id.id = random_bytes::<16>(self.random.as_ref());
+        }
         let path = self.path_of(&id);
         self.disk
             .write_durable(&path, data)
