@@ -131,7 +131,7 @@ impl BucketDb {
     ) -> Result<(ObjectRecord, impl AsyncRead + Send + Unpin + use<>), Error> {
         let ObjectReader { record, body, .. } = self
             .service
-            .get_object(bucket, key, version_id, None)
+            .get_object(bucket, key, version_id, None, &Default::default())
             .await?;
         let body = futures::TryStreamExt::map_err(body, std::io::Error::other);
         Ok((record, StreamReader::new(body)))

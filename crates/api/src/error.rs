@@ -32,8 +32,6 @@ pub enum ApiError {
     NoSuchLifecycleConfiguration,
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
-    #[error("precondition failed")]
-    PreconditionFailed,
     #[error("internal error")]
     Internal(String),
 }
@@ -66,6 +64,8 @@ impl ApiError {
                 O::InvalidRange { .. } => (S::RANGE_NOT_SATISFIABLE, "InvalidRange"),
                 O::InvalidArgument(_) => (S::BAD_REQUEST, "InvalidArgument"),
                 O::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+                O::PreconditionFailed => (S::PRECONDITION_FAILED, "PreconditionFailed"),
+                O::NotModified { .. } => (S::NOT_MODIFIED, "NotModified"),
                 O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
                     (S::INTERNAL_SERVER_ERROR, "InternalError")
                 }
@@ -82,7 +82,6 @@ impl ApiError {
                 (S::NOT_FOUND, "NoSuchLifecycleConfiguration")
             }
             ApiError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
-            ApiError::PreconditionFailed => (S::PRECONDITION_FAILED, "PreconditionFailed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }
@@ -90,6 +89,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Object(ObjectError::NotModified {
+            etag,
+            last_modified_ms,
+        }) = &self
+        {
+            return not_modified(etag, *last_modified_ms);
+        }
         let (status, code) = self.status_and_code();
         // Server-side failures are logged in full but described to clients generically.
         let message = if status.is_server_error() {
@@ -115,4 +121,19 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// `304 Not Modified` carries the validators and no body.
+fn not_modified(etag: &str, last_modified_ms: u64) -> Response {
+    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_millis(last_modified_ms);
+    for (name, value) in [
+        (header::ETAG, format!("\"{etag}\"")),
+        (header::LAST_MODIFIED, httpdate::fmt_http_date(modified)),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
 }

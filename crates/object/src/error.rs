@@ -41,6 +41,10 @@ pub enum ObjectError {
     InvalidRange { size: u64 },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("at least one precondition did not hold")]
+    PreconditionFailed,
+    #[error("not modified")]
+    NotModified { etag: String, last_modified_ms: u64 },
     #[error("the version is a delete marker")]
     MethodNotAllowed,
     #[error("stored data failed verification: {0}")]

@@ -7,18 +7,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bucketdb_store::ChunkRef;
-use bucketdb_store::Table;
 use bucketdb_store::keys::{object_key, version_key};
 use bucketdb_store::records::{Body, ObjectRecord, decode};
+use bucketdb_store::{KvRead, Table};
 use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
 use crate::versions::{find_version, load_bucket};
+use crate::{Conditions, ObjectService};
 
 /// Verified chunks waiting to be sent, beyond the one being sent.
 const READ_AHEAD_CHUNKS: usize = 1;
@@ -69,6 +69,34 @@ impl ObjectReader {
     }
 }
 
+/// The live version a request names, from one snapshot. The bucket is only consulted
+/// when the key is missing, to tell `NoSuchBucket` from `NoSuchKey`.
+fn lookup(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<ObjectRecord> {
+    let found = match version_id {
+        Some(v) => find_version(kv, bucket, key, v)?.map(|(_, rec)| rec),
+        None => kv
+            .get(Table::Current, &object_key(bucket, key))?
+            .map(|v| decode::<ObjectRecord>(&v))
+            .transpose()?,
+    };
+    let Some(rec) = found else {
+        load_bucket(kv, bucket)?;
+        return Err(match version_id {
+            Some(v) => ObjectError::NoSuchVersion(v.to_string()),
+            None => ObjectError::NoSuchKey(key.to_string()),
+        });
+    };
+    if rec.delete_marker {
+        return Err(ObjectError::MethodNotAllowed);
+    }
+    Ok(rec)
+}
+
 impl ObjectService {
     /// The record of the current version, or of `version_id`.
     pub fn head_object(
@@ -79,52 +107,55 @@ impl ObjectService {
     ) -> Result<ObjectRecord> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        let kv = self.cluster.meta().read()?;
-        load_bucket(kv.as_ref(), bucket)?;
-        let rec = match version_id {
-            Some(v) => match find_version(kv.as_ref(), bucket, key, v)? {
-                Some((_, rec)) => rec,
-                None => return Err(ObjectError::NoSuchVersion(v.to_string())),
-            },
-            None => match kv.get(Table::Current, &object_key(bucket, key))? {
-                Some(v) => decode(&v)?,
-                None => return Err(ObjectError::NoSuchKey(key.to_string())),
-            },
-        };
-        if rec.delete_marker {
-            return Err(ObjectError::MethodNotAllowed);
-        }
-        Ok(rec)
+        lookup(
+            self.cluster.meta().read()?.as_ref(),
+            bucket,
+            key,
+            version_id,
+        )
     }
 
-    /// Open an object for reading. The first chunk is read and verified before this
-    /// returns, so a damaged small object fails here rather than mid-response.
+    /// Open an object for reading, if `conditions` allow. The first chunk is read and
+    /// verified before this returns, so a damaged small object fails here rather than
+    /// mid-response.
     pub async fn get_object(
         self: &Arc<Self>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
         range: Option<RangeSpec>,
+        conditions: &Conditions,
     ) -> Result<ObjectReader> {
-        let record = self.head_object(bucket, key, version_id)?;
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        // One snapshot for the record and its inline body.
+        let (record, inline) = {
+            let kv = self.cluster.meta().read()?;
+            let record = lookup(kv.as_ref(), bucket, key, version_id)?;
+            conditions.check(&record)?;
+            let inline = match record.body {
+                Body::Inline => Some(
+                    kv.get(Table::Inline, &version_key(bucket, key, record.seq))?
+                        .ok_or_else(|| ObjectError::Corrupt(format!("inline body of {key}")))?,
+                ),
+                Body::Chunks(_) => None,
+            };
+            (record, inline)
+        };
         let range = range.map(|r| r.resolve(record.size)).transpose()?;
         let (start, end_excl) = range.map_or((0, record.size), |(s, e)| (s, e + 1));
-        let body = match &record.body {
-            Body::Inline => {
-                let vkey = version_key(bucket, key, record.seq);
-                let data = self
-                    .cluster
-                    .meta()
-                    .read()?
-                    .get(Table::Inline, &vkey)?
-                    .ok_or_else(|| ObjectError::Corrupt(format!("inline body of {key}")))?;
+        let body = match (inline, &record.body) {
+            (Some(data), _) => {
                 if hex::encode(Sha256::digest(&data)) != record.sha256 {
                     return Err(ObjectError::Corrupt(format!("inline body of {key}")));
                 }
                 let data = Bytes::from(data).slice(start as usize..end_excl as usize);
                 Box::pin(futures::stream::once(async move { Ok(data) })) as BodyStream
             }
-            Body::Chunks(chunks) => self.stream_chunks(chunks, start, end_excl).await?,
+            (None, Body::Chunks(chunks)) => self.stream_chunks(chunks, start, end_excl).await?,
+            (None, Body::Inline) => {
+                return Err(ObjectError::Internal("inline body not read".into()));
+            }
         };
         Ok(ObjectReader {
             record,

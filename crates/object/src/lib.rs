@@ -3,6 +3,7 @@
 //! and reaches storage through the cluster layer.
 
 mod buckets;
+mod conditions;
 mod delete;
 mod error;
 mod gc;
@@ -27,6 +28,7 @@ use tokio::sync::Notify;
 pub use bucketdb_store::records::{
     BucketRecord, LifecycleRule, ObjectRecord, PartRecord, UploadRecord, Versioning,
 };
+pub use conditions::Conditions;
 pub use error::{ObjectError, Result};
 pub use get::{BodyStream, ObjectReader, RangeSpec};
 pub use lifecycle::LifecycleReport;

@@ -254,7 +254,10 @@ async fn unsatisfiable_range_is_invalid_range() {
         },
         RangeSpec::Suffix(0),
     ] {
-        match svc.get_object("bkt", "obj", None, Some(spec)).await {
+        match svc
+            .get_object("bkt", "obj", None, Some(spec), &Default::default())
+            .await
+        {
             Err(ObjectError::InvalidRange { size }) => assert_eq!(size, 70_000),
             Err(e) => panic!("{spec:?}: {e:?}"),
             Ok(_) => panic!("{spec:?} was satisfied"),
@@ -267,7 +270,10 @@ async fn unsatisfiable_range_is_invalid_range() {
         },
         RangeSpec::Suffix(1),
     ] {
-        match svc.get_object("bkt", "empty", None, Some(spec)).await {
+        match svc
+            .get_object("bkt", "empty", None, Some(spec), &Default::default())
+            .await
+        {
             Err(ObjectError::InvalidRange { size }) => assert_eq!(size, 0),
             Err(e) => panic!("{spec:?}: {e:?}"),
             Ok(_) => panic!("{spec:?} was satisfied on an empty object"),
@@ -555,7 +561,9 @@ async fn delete_without_version_id_adds_a_delete_marker() {
         ObjectError::NoSuchKey(_)
     );
     assert_err!(
-        env.svc.get_object("bkt", "k", None, None).await,
+        env.svc
+            .get_object("bkt", "k", None, None, &Default::default())
+            .await,
         ObjectError::NoSuchKey(_)
     );
     assert_err!(
@@ -1967,7 +1975,9 @@ async fn corrupt_first_chunk_fails_the_get_and_is_quarantined() {
     let first = env.chunk_path(&rec.chunks()[0]);
     flip_byte(&first, 1_000);
     assert_err!(
-        env.svc.get_object("bkt", "k", None, None).await,
+        env.svc
+            .get_object("bkt", "k", None, None, &Default::default())
+            .await,
         ObjectError::Corrupt(_)
     );
     assert!(!first.exists());
@@ -1983,7 +1993,9 @@ async fn corrupt_first_chunk_fails_the_get_and_is_quarantined() {
     );
     // Once quarantined the chunk is missing, which is reported the same way.
     assert_err!(
-        env.svc.get_object("bkt", "k", None, None).await,
+        env.svc
+            .get_object("bkt", "k", None, None, &Default::default())
+            .await,
         ObjectError::Corrupt(_)
     );
     // A range that avoids the damaged chunk still reads.
@@ -2009,7 +2021,11 @@ async fn corrupt_later_chunk_fails_the_stream_before_its_bytes() {
     let rec = env.put("bkt", "k", &data).await;
     let third = env.chunk_path(&rec.chunks()[2]);
     flip_byte(&third, 0);
-    let reader = env.svc.get_object("bkt", "k", None, None).await.unwrap();
+    let reader = env
+        .svc
+        .get_object("bkt", "k", None, None, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(reader.content_length(), data.len() as u64);
     let (got, err) = read_until_error(reader.body).await;
     assert!(

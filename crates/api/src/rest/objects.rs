@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use bucketdb_object::{ListQuery, ObjectRecord, PutOptions};
+use bucketdb_object::{Conditions, ListQuery, ObjectRecord, PutOptions};
 use serde_json::{Map, Value, json};
 
 use super::{Query, target};
@@ -146,56 +146,26 @@ fn object_headers(r: &ObjectRecord) -> ApiResult<HeaderMap> {
     Ok(h)
 }
 
-fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').any(|t| {
-        let t = t.trim().trim_start_matches("W/");
-        t == "*" || t.trim_matches('"') == etag
-    })
-}
-
-/// RFC 7232 preconditions: `Some(status)` short-circuits the request.
-fn preconditions(headers: &HeaderMap, r: &ObjectRecord) -> Option<StatusCode> {
-    let get = |n: HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
-    let modified_secs = r.created_ms / 1000;
-    let date_secs = |s: &str| {
-        httpdate::parse_http_date(s)
-            .ok()
+/// The request's conditional headers.
+fn conditions(headers: &HeaderMap) -> Conditions {
+    let text = |n: HeaderName| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let date = |n: HeaderName| {
+        text(n)
+            .and_then(|s| httpdate::parse_http_date(&s).ok())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs())
     };
-    if let Some(m) = get(header::IF_MATCH) {
-        if !etag_matches(m, &r.etag) {
-            return Some(StatusCode::PRECONDITION_FAILED);
-        }
-    } else if let Some(since) = get(header::IF_UNMODIFIED_SINCE).and_then(date_secs)
-        && modified_secs > since
-    {
-        return Some(StatusCode::PRECONDITION_FAILED);
+    Conditions {
+        if_match: text(header::IF_MATCH),
+        if_none_match: text(header::IF_NONE_MATCH),
+        if_modified_since: date(header::IF_MODIFIED_SINCE),
+        if_unmodified_since: date(header::IF_UNMODIFIED_SINCE),
     }
-    if let Some(m) = get(header::IF_NONE_MATCH) {
-        if etag_matches(m, &r.etag) {
-            return Some(StatusCode::NOT_MODIFIED);
-        }
-    } else if let Some(since) = get(header::IF_MODIFIED_SINCE).and_then(date_secs)
-        && modified_secs <= since
-    {
-        return Some(StatusCode::NOT_MODIFIED);
-    }
-    None
-}
-
-fn short_circuit(status: StatusCode, r: &ObjectRecord) -> ApiResult<Response> {
-    if status == StatusCode::PRECONDITION_FAILED {
-        return Err(ApiError::PreconditionFailed);
-    }
-    let mut resp = status.into_response();
-    let h = object_headers(r)?;
-    for name in [header::ETAG, header::LAST_MODIFIED] {
-        if let Some(v) = h.get(&name) {
-            resp.headers_mut().insert(name, v.clone());
-        }
-    }
-    Ok(resp)
 }
 
 async fn get_or_list(
@@ -220,14 +190,9 @@ async fn get_or_list(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_range(v).ok().flatten());
-    let head = state.service.head_object(&t.bucket, key, q.version_id())?;
-    if let Some(status) = preconditions(&headers, &head) {
-        return short_circuit(status, &head);
-    }
-    // Read the version we just checked, even if a newer one lands meanwhile.
     let reader = state
         .service
-        .get_object(&t.bucket, key, Some(&head.version_id), range)
+        .get_object(&t.bucket, key, q.version_id(), range, &conditions(&headers))
         .await?;
     let mut h = object_headers(&reader.record)?;
     h.insert(
@@ -289,9 +254,7 @@ async fn head(
     let rec = state
         .service
         .head_object(&t.bucket, t.key()?, q.version_id())?;
-    if let Some(status) = preconditions(&headers, &rec) {
-        return short_circuit(status, &rec);
-    }
+    conditions(&headers).check(&rec)?;
     let mut h = object_headers(&rec)?;
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(rec.size));
     Ok((StatusCode::OK, h).into_response())

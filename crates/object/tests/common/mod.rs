@@ -179,7 +179,7 @@ impl Env {
     pub async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Vec<u8> {
         let r = self
             .svc
-            .get_object(bucket, key, version, None)
+            .get_object(bucket, key, version, None, &Default::default())
             .await
             .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e}"));
         read_all(r).await
@@ -193,7 +193,7 @@ impl Env {
     ) -> (ObjectReader, Vec<u8>) {
         let mut r = self
             .svc
-            .get_object(bucket, key, None, Some(range))
+            .get_object(bucket, key, None, Some(range), &Default::default())
             .await
             .unwrap_or_else(|e| panic!("get {bucket}/{key} {range:?}: {e}"));
         let body = std::mem::replace(&mut r.body, Box::pin(futures::stream::empty()));
