@@ -26,7 +26,10 @@ async fn main() -> anyhow::Result<()> {
     let stored = db
         .put_object_from_stream("movies", "video.mp4", file, size, None)
         .await?;
-    println!("stored {} ({} bytes, ETag {})", stored.key, stored.size, stored.etag);
+    println!(
+        "stored {} ({} bytes, ETag {})",
+        stored.key, stored.size, stored.etag
+    );
 
     // 2. Strong consistency (a no-op on a single node, shown for parity with the seed).
     db.set_quorum(true);

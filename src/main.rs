@@ -1,5 +1,7 @@
 //! The `bucketdb` command.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use bucketdb::{ConfigArgs, LogFormat};
 use clap::{Parser, Subcommand};
@@ -22,15 +24,32 @@ enum Command {
     Server(ConfigArgs),
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines waiting for the writer thread; request threads wait when it is full.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
+/// The writer thread writes to stderr in batches of up to this many bytes.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Logs go to stderr through a writer thread that batches them, so a request never
+/// waits for a write system call. The guard flushes what is queued when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_env("BUCKETDB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("bucketdb-log")
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
@@ -46,7 +65,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 
 async fn run_server(args: ConfigArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    init_logging(config.log_format);
+    let _log_guard = init_logging(config.log_format);
     let server = bucketdb::server::start(config.clone())
         .await
         .context("starting the server")?;
