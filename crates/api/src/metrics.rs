@@ -3,7 +3,10 @@
 
 use std::sync::atomic::Ordering;
 
-use metrics::{Key, Label, Metadata, Recorder};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::ApiState;
@@ -15,9 +18,20 @@ const LATENCY_BUCKETS_SECS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The metric handles of one (api, operation, status), registered once.
+#[derive(Clone)]
+struct RequestHandles {
+    requests: Counter,
+    duration: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Bounded by the number of operations times the statuses they return.
+    handles: Mutex<HashMap<(&'static str, &'static str, u16), RequestHandles>>,
 }
 
 impl Default for Metrics {
@@ -44,7 +58,11 @@ impl Metrics {
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
         let handle = recorder.handle();
-        Metrics { recorder, handle }
+        Metrics {
+            recorder,
+            handle,
+            handles: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn record_request(
@@ -56,24 +74,44 @@ impl Metrics {
         bytes_in: u64,
         bytes_out: u64,
     ) {
+        let handles = {
+            let mut cache = match self.handles.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            cache
+                .entry((api, operation, status))
+                .or_insert_with(|| self.register_request(api, operation, status))
+                .clone()
+        };
+        handles.requests.increment(1);
+        handles.duration.record(seconds);
+        handles.bytes_in.increment(bytes_in);
+        handles.bytes_out.increment(bytes_out);
+    }
+
+    fn register_request(
+        &self,
+        api: &'static str,
+        operation: &'static str,
+        status: u16,
+    ) -> RequestHandles {
         let r = &self.recorder;
         let labels = [
             ("api", api.to_string()),
             ("operation", operation.to_string()),
             ("status", status.to_string()),
         ];
-        r.register_counter(&key("bucketdb_requests_total", &labels), &META)
-            .increment(1);
         let op = [
             ("api", api.to_string()),
             ("operation", operation.to_string()),
         ];
-        r.register_histogram(&key("bucketdb_request_duration_seconds", &op), &META)
-            .record(seconds);
-        r.register_counter(&key("bucketdb_bytes_in_total", &op), &META)
-            .increment(bytes_in);
-        r.register_counter(&key("bucketdb_bytes_out_total", &op), &META)
-            .increment(bytes_out);
+        RequestHandles {
+            requests: r.register_counter(&key("bucketdb_requests_total", &labels), &META),
+            duration: r.register_histogram(&key("bucketdb_request_duration_seconds", &op), &META),
+            bytes_in: r.register_counter(&key("bucketdb_bytes_in_total", &op), &META),
+            bytes_out: r.register_counter(&key("bucketdb_bytes_out_total", &op), &META),
+        }
     }
 
     fn set_counter(&self, name: &'static str, value: u64) {

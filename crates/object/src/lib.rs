@@ -26,7 +26,8 @@ use bucketdb_store::{Clock, Random};
 use tokio::sync::Notify;
 
 pub use bucketdb_store::records::{
-    BucketRecord, LifecycleRule, ObjectRecord, PartRecord, UploadRecord, Versioning,
+    Body as StoredBody, BucketRecord, LifecycleRule, ObjectRecord, PartRecord, UploadRecord,
+    Versioning,
 };
 pub use conditions::Conditions;
 pub use error::{ObjectError, Result};

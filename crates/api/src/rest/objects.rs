@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use bucketdb_object::{Conditions, ListQuery, ObjectRecord, PutOptions};
+use bucketdb_object::{Conditions, ListQuery, ObjectRecord, PutOptions, StoredBody};
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use super::{Query, target};
@@ -209,7 +210,17 @@ async fn get_or_list(
         }
         None => StatusCode::OK,
     };
-    Ok((status, h, Body::from_stream(reader.body)).into_response())
+    // A small inline object is one buffer: send it with the headers in one write.
+    let body = if matches!(reader.record.body, StoredBody::Inline) {
+        let mut stream = reader.body;
+        match stream.next().await {
+            Some(data) => Body::from(data?),
+            None => Body::empty(),
+        }
+    } else {
+        Body::from_stream(reader.body)
+    };
+    Ok((status, h, body).into_response())
 }
 
 fn list(state: &ApiState, bucket: &str, q: &Query) -> ApiResult<Response> {
