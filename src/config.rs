@@ -55,6 +55,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub lifecycle_interval: Duration,
     pub gc_interval: Duration,
+    pub gc_grace: Duration,
 }
 
 impl Default for Config {
@@ -76,6 +77,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             lifecycle_interval: Duration::from_secs(3600),
             gc_interval: Duration::from_secs(30),
+            gc_grace: Duration::from_millis(bucketdb_object::DEFAULT_GC_GRACE_MS),
         }
     }
 }
@@ -134,6 +136,10 @@ pub struct ConfigArgs {
     /// Longest pause between garbage-collection passes, e.g. 30s [default: 30s]
     #[arg(long, env = "BUCKETDB_GC_INTERVAL")]
     pub gc_interval: Option<String>,
+    /// How long deleted or overwritten data stays readable by downloads already in
+    /// progress before GC removes it, e.g. 15m (0s: at once) [default: 15m]
+    #[arg(long, env = "BUCKETDB_GC_GRACE")]
+    pub gc_grace: Option<String>,
 }
 
 /// Parse `4MiB`, `64 KiB`, `5GB`, `1048576`: binary units (KiB, MiB, GiB, TiB and the
@@ -186,6 +192,7 @@ const KEYS: &[&str] = &[
     "log_format",
     "lifecycle_interval",
     "gc_interval",
+    "gc_grace",
 ];
 
 /// A TOML file's values, as strings, by key.
@@ -353,6 +360,10 @@ impl ConfigArgs {
                 duration,
             )?
             .unwrap_or(d.gc_interval),
+            gc_grace: parsed("gc_grace", pick("gc_grace", &self.gc_grace), |s| {
+                humantime::parse_duration(s).map_err(|e| e.to_string())
+            })?
+            .unwrap_or(d.gc_grace),
         };
         if cfg.inline_threshold > cfg.chunk_size {
             return Err(ConfigError::Invalid {

@@ -85,6 +85,7 @@ impl BucketDb {
                 chunk_size: config.chunk_size,
                 inline_threshold: config.inline_threshold,
                 max_object_size: config.max_object_size,
+                gc_grace_ms: config.gc_grace.as_millis() as u64,
             },
             clock,
             random,

@@ -42,6 +42,7 @@ pub fn test_config(root: &Path) -> Config {
         access_key: Some(ACCESS_KEY.to_string()),
         secret_key: Some(SECRET_KEY.to_string()),
         gc_interval: Duration::from_millis(200),
+        gc_grace: Duration::ZERO,
         ..Config::default()
     }
 }

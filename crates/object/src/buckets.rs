@@ -78,6 +78,7 @@ impl ObjectService {
     pub async fn delete_bucket(self: &Arc<Self>, name: &str) -> Result<()> {
         validate_bucket_name(name)?;
         let name = name.to_string();
+        let now = self.clock.now_ms();
         let freed = self
             .cluster
             .meta()
@@ -93,7 +94,7 @@ impl ObjectService {
                 let mut freed = false;
                 for (k, v) in kv.scan(Table::Uploads, &prefix, end.as_deref(), usize::MAX)? {
                     let up: bucketdb_store::records::UploadRecord = decode(&v)?;
-                    freed |= crate::multipart::remove_upload(kv, &k, &up.upload_id)?;
+                    freed |= crate::multipart::remove_upload(kv, &k, &up.upload_id, now)?;
                 }
                 kv.delete(Table::Buckets, name.as_bytes())?;
                 Ok(freed)

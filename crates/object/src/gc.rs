@@ -1,10 +1,13 @@
 //! Garbage collection of chunks: the GC queue (filled in the same transaction that drops
-//! a chunk's last reference) is drained in bounded batches; at startup, chunk files that
-//! no record references (left by a crash mid-upload) are swept.
+//! a chunk's last reference) is drained in bounded batches once an entry is older than
+//! the grace period, so a download that started before an overwrite or delete can still
+//! read its chunks. At startup, chunk files that no record references (left by a crash
+//! mid-upload) are swept.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bucketdb_store::records::decode;
 use bucketdb_store::{ChunkId, StoreError, Table};
 
 use crate::ObjectService;
@@ -12,6 +15,8 @@ use crate::error::Result;
 
 /// Chunks deleted per GC batch.
 pub const GC_BATCH: usize = 1024;
+/// Queue entries examined per batch while looking for ones past their grace period.
+const GC_SCAN_LIMIT: usize = 16 * GC_BATCH;
 
 impl ObjectService {
     pub(crate) fn wake_gc(&self, freed: bool) {
@@ -25,16 +30,26 @@ impl ObjectService {
         let _ = tokio::time::timeout(timeout, self.gc_wake.notified()).await;
     }
 
-    /// Delete one batch of queued chunks; returns how many were deleted.
+    /// Delete one batch of queued chunks past their grace period; returns how many.
     pub async fn run_gc_once(self: &Arc<Self>) -> Result<u64> {
-        let ids: Vec<ChunkId> = self
+        let cutoff = self.clock.now_ms().saturating_sub(self.config.gc_grace_ms);
+        let mut ids: Vec<ChunkId> = Vec::new();
+        for (k, v) in self
             .cluster
             .meta()
             .read()?
-            .scan(Table::GcQueue, b"", None, GC_BATCH)?
-            .into_iter()
-            .filter_map(|(k, _)| ChunkId::from_bytes(&k))
-            .collect();
+            .scan(Table::GcQueue, b"", None, GC_SCAN_LIMIT)?
+        {
+            let queued_ms: u64 = decode(&v)?;
+            if queued_ms <= cutoff
+                && let Some(id) = ChunkId::from_bytes(&k)
+            {
+                ids.push(id);
+                if ids.len() == GC_BATCH {
+                    break;
+                }
+            }
+        }
         if ids.is_empty() {
             return Ok(0);
         }
@@ -55,7 +70,7 @@ impl ObjectService {
         Ok(n)
     }
 
-    /// Drain the whole GC queue.
+    /// Drain every queued chunk that is past its grace period.
     pub async fn run_gc_until_empty(self: &Arc<Self>) -> Result<u64> {
         let mut total = 0;
         loop {

@@ -44,6 +44,8 @@ pub const DEFAULT_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 pub const DEFAULT_INLINE_THRESHOLD: usize = 64 * 1024;
 /// Default largest object.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Default time freed chunks stay readable.
+pub const DEFAULT_GC_GRACE_MS: u64 = 15 * 60 * 1000;
 /// Smallest and largest chunk size accepted in configuration.
 pub const CHUNK_SIZE_MIN: usize = 64 * 1024;
 pub const CHUNK_SIZE_MAX: usize = 64 * 1024 * 1024;
@@ -55,6 +57,9 @@ pub struct ServiceConfig {
     pub chunk_size: usize,
     pub inline_threshold: usize,
     pub max_object_size: u64,
+    /// How long freed chunks stay readable before GC deletes them, so downloads that
+    /// began before an overwrite or delete can finish.
+    pub gc_grace_ms: u64,
 }
 
 impl Default for ServiceConfig {
@@ -63,6 +68,7 @@ impl Default for ServiceConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
             max_object_size: DEFAULT_MAX_OBJECT_SIZE,
+            gc_grace_ms: DEFAULT_GC_GRACE_MS,
         }
     }
 }

@@ -61,10 +61,11 @@ pub(crate) fn remove_upload(
     kv: &mut dyn KvWrite,
     upload_key: &[u8],
     upload_id: &str,
+    now_ms: u64,
 ) -> Result<bool> {
     let mut freed = false;
     for p in load_parts(kv, upload_id)? {
-        freed |= release_refs(kv, &p.chunks)?;
+        freed |= release_refs(kv, &p.chunks, now_ms)?;
         kv.delete(Table::Parts, &part_key(upload_id, p.part_number))?;
     }
     kv.delete(Table::Uploads, upload_key)?;
@@ -150,6 +151,7 @@ impl ObjectService {
             chunks,
         };
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        let now = self.clock.now_ms();
         let (part, freed) = self
             .cluster
             .meta()
@@ -159,7 +161,7 @@ impl ObjectService {
                 let mut freed = false;
                 if let Some(old) = kv.get(Table::Parts, &pk)? {
                     let old: PartRecord = decode(&old)?;
-                    freed = release_refs(kv, &old.chunks)?;
+                    freed = release_refs(kv, &old.chunks, now)?;
                 }
                 kv.put(Table::Parts, &pk, &encode(&part)?)?;
                 add_refs(kv, &part.chunks)?;
@@ -207,12 +209,13 @@ impl ObjectService {
         validate_key(key)?;
         check_upload_id(upload_id)?;
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        let now = self.clock.now_ms();
         let freed = self
             .cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 let (uk, _) = load_upload(kv, &bucket, &key, &upload_id)?;
-                remove_upload(kv, &uk, &upload_id)
+                remove_upload(kv, &uk, &upload_id, now)
             })
             .await?;
         self.wake_gc(freed);
@@ -302,7 +305,7 @@ impl ObjectService {
                 // The object takes its own references first, so releasing the parts
                 // frees only the chunks of parts left out.
                 let (rec, mut freed) = svc.install_version(kv, &b, rec, None)?;
-                freed |= remove_upload(kv, &uk, &upload_id)?;
+                freed |= remove_upload(kv, &uk, &upload_id, now)?;
                 Ok((rec, freed))
             })
             .await?;

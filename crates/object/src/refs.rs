@@ -17,8 +17,13 @@ pub(crate) fn add_refs(kv: &mut dyn KvWrite, chunks: &[ChunkRef]) -> Result<(), 
     Ok(())
 }
 
-/// Drop one reference to each chunk; returns whether any chunk became garbage.
-pub(crate) fn release_refs(kv: &mut dyn KvWrite, chunks: &[ChunkRef]) -> Result<bool, StoreError> {
+/// Drop one reference to each chunk; returns whether any chunk became garbage. Freed
+/// chunks are queued with `now_ms`, so GC can leave them to readers for a grace period.
+pub(crate) fn release_refs(
+    kv: &mut dyn KvWrite,
+    chunks: &[ChunkRef],
+    now_ms: u64,
+) -> Result<bool, StoreError> {
     let mut freed = false;
     for c in chunks {
         let k = c.id.to_bytes();
@@ -28,7 +33,7 @@ pub(crate) fn release_refs(kv: &mut dyn KvWrite, chunks: &[ChunkRef]) -> Result<
         };
         if n <= 1 {
             kv.delete(Table::Chunks, &k)?;
-            kv.put(Table::GcQueue, &k, &encode(&())?)?;
+            kv.put(Table::GcQueue, &k, &encode(&now_ms)?)?;
             freed = true;
         } else {
             kv.put(Table::Chunks, &k, &encode(&(n - 1))?)?;

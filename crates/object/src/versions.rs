@@ -92,10 +92,15 @@ fn newest_version(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<Option<Obj
 }
 
 /// Remove one stored version and everything hanging off it; returns whether GC has work.
-fn remove_version_entry(kv: &mut dyn KvWrite, vkey: &[u8], rec: &ObjectRecord) -> Result<bool> {
+fn remove_version_entry(
+    kv: &mut dyn KvWrite,
+    vkey: &[u8],
+    rec: &ObjectRecord,
+    now_ms: u64,
+) -> Result<bool> {
     kv.delete(Table::Versions, vkey)?;
     kv.delete(Table::Inline, vkey)?;
-    Ok(release_refs(kv, rec.chunks())?)
+    Ok(release_refs(kv, rec.chunks(), now_ms)?)
 }
 
 /// Point the current-version table at the newest version if it is a live object.
@@ -141,7 +146,7 @@ impl ObjectService {
             Versioning::Unversioned | Versioning::Suspended => {
                 rec.version_id = NULL_VERSION.to_string();
                 if let Some((vkey, old)) = find_version(kv, b, &key, NULL_VERSION)? {
-                    freed |= remove_version_entry(kv, &vkey, &old)?;
+                    freed |= remove_version_entry(kv, &vkey, &old, self.clock.now_ms())?;
                 }
             }
         }
@@ -171,7 +176,7 @@ impl ObjectService {
         let Some((vkey, rec)) = find_version(kv, bucket, key, version_id)? else {
             return Ok((None, false));
         };
-        let freed = remove_version_entry(kv, &vkey, &rec)?;
+        let freed = remove_version_entry(kv, &vkey, &rec, self.clock.now_ms())?;
         refresh_current(kv, bucket, key)?;
         Ok((Some(rec), freed))
     }

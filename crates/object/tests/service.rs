@@ -2044,3 +2044,36 @@ async fn corrupt_later_chunk_fails_the_stream_before_its_bytes() {
         assert_eq!(env.chunk_path(c).exists(), i != 2, "chunk {i}");
     }
 }
+
+// --- GC grace period -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_started_before_an_overwrite_finishes_with_the_old_bytes() {
+    let env = Env::with_config(ServiceConfig {
+        gc_grace_ms: 60_000,
+        ..default_config()
+    });
+    env.create_bucket("bkt").await;
+    let old = pattern(300 * 1024 + 3, 7);
+    let rec = env.put("bkt", "k", &old).await;
+    let reader = env
+        .svc
+        .get_object("bkt", "k", None, None, &Default::default())
+        .await
+        .unwrap();
+    // Overwrite and delete while the download is open; GC inside the grace period
+    // must leave the old chunks alone.
+    env.put("bkt", "k", b"new").await;
+    env.svc.delete_object("bkt", "k", None).await.unwrap();
+    assert_eq!(env.svc.run_gc_until_empty().await.unwrap(), 0);
+    let (got, err) = read_until_error(reader.body).await;
+    assert!(err.is_none(), "the download failed: {err:?}");
+    assert!(got == old, "the download returned other bytes");
+    // Once the grace period has passed, GC reclaims every old chunk.
+    env.clock.advance_ms(60_000);
+    let freed = env.svc.run_gc_until_empty().await.unwrap();
+    assert_eq!(freed, rec.chunks().len() as u64);
+    for c in rec.chunks() {
+        assert!(!env.chunk_path(c).exists());
+    }
+}

@@ -33,6 +33,7 @@ pub fn default_config() -> ServiceConfig {
         chunk_size: CHUNK,
         inline_threshold: INLINE,
         max_object_size: MAX_OBJECT,
+        gc_grace_ms: 0,
     }
 }
 
@@ -43,6 +44,7 @@ pub fn multipart_config() -> ServiceConfig {
         chunk_size: MIB,
         inline_threshold: INLINE,
         max_object_size: 64 * MIB as u64,
+        gc_grace_ms: 0,
     }
 }
 
