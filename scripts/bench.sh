@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Measures a single release-build node on this machine with wrk (Debian package `wrk`)
-# as the load generator on the same host. Prints wrk's reports and peak RSS figures.
-# Usage: scripts/bench.sh [small|large|rss|all]
+# Measures a single release-build node on this machine, fsync on, with wrk (Debian
+# package `wrk`) or curl as the load generator on the same host. Every scenario starts
+# a fresh server on fresh directories and reports the server's peak RSS (VmHWM).
+# Usage: scripts/bench.sh [put4k|get4k|put100m|get100m|rss|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -9,48 +10,89 @@ command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1;
 cargo build --release --locked --quiet
 bin=$PWD/target/release/bucketdb
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-
+pid=
 AK=bench; SK=bench-secret-key
 export AUTH="Basic $(printf '%s:%s' $AK $SK | base64)"
-"$bin" server --storage-path "$work/data" --metadata-path "$work/meta" \
-  --http-addr 127.0.0.1:0 --access-key $AK --secret-key $SK >"$work/out" 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
-addr=$(grep -o 'http://[0-9.:]*' "$work/out")
-echo "server $addr pid $pid"
-curl -sf -u $AK:$SK -X PUT "$addr/buckets/bench" >/dev/null
 
-run() { echo; echo "### $*"; wrk "$@"; }
-rss() { grep VmHWM /proc/$pid/status; }
+stop_server() {
+  if [ -n "$pid" ]; then
+    echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  fi
+  rm -rf "$work/data" "$work/meta"
+}
+trap 'stop_server; rm -rf "$work"' EXIT
 
-if [ "$what" = small ] || [ "$what" = all ]; then
-  run -t2 -c64 -d20s --latency -s bench/put.lua "$addr" 
+start_server() {
+  "$bin" server --storage-path "$work/data" --metadata-path "$work/meta" \
+    --http-addr 127.0.0.1:0 --access-key $AK --secret-key $SK >"$work/out" 2>"$work/log" &
+  pid=$!
+  for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
+  addr=$(grep -o 'http://[0-9.:]*' "$work/out")
+  curl -sf -u $AK:$SK -X PUT "$addr/buckets/bench" >/dev/null
+}
+
+# load N objects of the file $1 named $2-0 .. $2-(N-1), 16 at a time
+preload() {
+  for i in $(seq 0 $(($3 - 1))); do echo "$i"; done | xargs -P 16 -I{} \
+    curl -sf -u $AK:$SK -X POST --data-binary "@$1" -o /dev/null "$addr/objects/bench/$2-{}"
+}
+
+scenario() { [ "$what" = all ] || [ "$what" = "$1" ]; }
+title() { echo; echo "### $*"; }
+
+if scenario put4k; then
+  title "4 KiB PUT, 64 connections, 20 s"
+  start_server
+  wrk -t2 -c64 -d20s --latency -s bench/put.lua "$addr"
+  stop_server
+fi
+if scenario get4k; then
+  title "4 KiB GET of 1000 objects, 64 connections, 20 s"
+  start_server
   head -c 4096 /dev/urandom >"$work/4k"
-  for i in $(seq 0 999); do echo "$i"; done | xargs -P 16 -I{} \
-    curl -sf -u $AK:$SK -X POST --data-binary "@$work/4k" -o /dev/null "$addr/objects/bench/get-{}"
-  KEYS=1000 run -t2 -c64 -d20s --latency -s bench/get.lua "$addr"
-  rss
+  preload "$work/4k" get 1000
+  KEYS=1000 wrk -t2 -c64 -d20s --latency -s bench/get.lua "$addr"
+  stop_server
 fi
-if [ "$what" = large ] || [ "$what" = all ]; then
-  BODY_BYTES=$((100 * 1024 * 1024)) run -t2 -c8 -d30s --latency --timeout 30s -s bench/put.lua "$addr"
+if scenario put100m || scenario get100m; then
   head -c $((100 * 1024 * 1024)) /dev/urandom >"$work/100m"
-  for i in 0 1 2 3 4 5 6 7; do
-    curl -sf -u $AK:$SK -X POST --data-binary "@$work/100m" -o /dev/null "$addr/objects/bench/big-$i"
-  done
-  KEYS=8 KEY_PREFIX=big- run -t2 -c8 -d30s --latency --timeout 30s -s bench/get.lua "$addr"
-  rss
 fi
-if [ "$what" = rss ] || [ "$what" = all ]; then
-  echo; echo "### 16 clients each uploading 1 GiB at once"
+if scenario put100m; then
+  title "100 MiB PUT, 8 clients x 4 objects (curl -T)"
+  start_server
+  t0=$(date +%s%N)
+  clients=()
+  for c in $(seq 8); do
+    (for i in 1 2 3 4; do
+      curl -sf -u $AK:$SK -X POST -T "$work/100m" -o /dev/null "$addr/objects/bench/big-$c-$i"
+    done) &
+    clients+=($!)
+  done
+  wait "${clients[@]}"
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  echo "3200 MiB in $ms ms: $(( 3200 * 1000 / ms )) MiB/s"
+  stop_server
+fi
+if scenario get100m; then
+  title "100 MiB GET of 8 objects, 8 connections, 20 s"
+  start_server
+  preload "$work/100m" big 8
+  KEYS=8 KEY_PREFIX=big- wrk -t2 -c8 -d20s --latency --timeout 30s -s bench/get.lua "$addr"
+  stop_server
+fi
+if scenario rss; then
+  title "16 clients each uploading 1 GiB at once"
+  start_server
   head -c $((1024 * 1024 * 1024)) /dev/urandom >"$work/1g"
-  start=$(date +%s%N)
+  t0=$(date +%s%N)
   uploads=()
   for i in $(seq 16); do
     curl -sf -u $AK:$SK -X POST -T "$work/1g" -o /dev/null "$addr/objects/bench/gib-$i" &
     uploads+=($!)
   done
   wait "${uploads[@]}"
-  echo "16 GiB uploaded in $(( ($(date +%s%N) - start) / 1000000 )) ms"
-  rss
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  echo "16 GiB in $ms ms: $(( 16384 * 1000 / ms )) MiB/s"
+  stop_server
 fi
