@@ -62,7 +62,7 @@ impl BucketDb {
         };
         let chunks = Arc::new(ChunkStore::new(
             &config.storage_path,
-            Arc::new(StdDisk),
+            Arc::new(StdDisk::default()),
             random.clone(),
         ));
         let meta = Arc::new(Meta::new(Arc::new(RedbEngine::open(

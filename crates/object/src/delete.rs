@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bucketdb_store::KvRead;
 use bucketdb_store::records::{Body, ObjectRecord};
 
 use crate::ObjectService;
@@ -20,6 +21,25 @@ impl ObjectService {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<DeleteOutcome> {
+        let outcome = self
+            .delete_object_if(bucket, key, version_id, |_| Ok(true))
+            .await?;
+        Ok(outcome.unwrap_or(DeleteOutcome {
+            version_id: None,
+            delete_marker: false,
+        }))
+    }
+
+    /// [`ObjectService::delete_object`], done only if `still_wanted` holds when checked
+    /// inside the delete's own transaction (background work decides from an older
+    /// snapshot and must not act on a key that changed since). `None`: not done.
+    pub(crate) async fn delete_object_if(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        still_wanted: impl FnOnce(&dyn KvRead) -> Result<bool> + Send + 'static,
+    ) -> Result<Option<DeleteOutcome>> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         let (bucket, key) = (bucket.to_string(), key.to_string());
@@ -31,23 +51,26 @@ impl ObjectService {
             .meta()
             .write(move |kv| -> Result<_> {
                 let b = load_bucket(kv, &bucket)?;
+                if !still_wanted(&*kv)? {
+                    return Ok((None, false));
+                }
                 if let Some(v) = version_id {
                     let (removed, freed) = svc.remove_version(kv, &bucket, &key, &v)?;
                     return Ok((
-                        DeleteOutcome {
+                        Some(DeleteOutcome {
                             delete_marker: removed.as_ref().is_some_and(|r| r.delete_marker),
                             version_id: removed.map(|r| r.version_id),
-                        },
+                        }),
                         freed,
                     ));
                 }
                 if b.versioning == Versioning::Unversioned {
                     let (removed, freed) = svc.remove_version(kv, &bucket, &key, NULL_VERSION)?;
                     return Ok((
-                        DeleteOutcome {
+                        Some(DeleteOutcome {
                             version_id: removed.map(|r| r.version_id),
                             delete_marker: false,
-                        },
+                        }),
                         freed,
                     ));
                 }
@@ -68,10 +91,10 @@ impl ObjectService {
                 };
                 let (rec, freed) = svc.install_version(kv, &b, marker, None)?;
                 Ok((
-                    DeleteOutcome {
+                    Some(DeleteOutcome {
                         version_id: Some(rec.version_id),
                         delete_marker: true,
-                    },
+                    }),
                     freed,
                 ))
             })

@@ -7,16 +7,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bucketdb_store::records::decode;
 use bucketdb_store::{ChunkId, StoreError, Table};
 
 use crate::ObjectService;
 use crate::error::Result;
+use crate::refs::parse_gc_key;
 
 /// Chunks deleted per GC batch.
 pub const GC_BATCH: usize = 1024;
-/// Queue entries examined per batch while looking for ones past their grace period.
-const GC_SCAN_LIMIT: usize = 16 * GC_BATCH;
 
 impl ObjectService {
     pub(crate) fn wake_gc(&self, freed: bool) {
@@ -33,34 +31,29 @@ impl ObjectService {
     /// Delete one batch of queued chunks past their grace period; returns how many.
     pub async fn run_gc_once(self: &Arc<Self>) -> Result<u64> {
         let cutoff = self.clock.now_ms().saturating_sub(self.config.gc_grace_ms);
-        let mut ids: Vec<ChunkId> = Vec::new();
-        for (k, v) in self
+        let due: Vec<(Vec<u8>, ChunkId)> = self
             .cluster
             .meta()
             .read()?
-            .scan(Table::GcQueue, b"", None, GC_SCAN_LIMIT)?
-        {
-            let queued_ms: u64 = decode(&v)?;
-            if queued_ms <= cutoff
-                && let Some(id) = ChunkId::from_bytes(&k)
-            {
-                ids.push(id);
-                if ids.len() == GC_BATCH {
-                    break;
-                }
-            }
-        }
-        if ids.is_empty() {
+            .scan(Table::GcQueue, b"", None, GC_BATCH)?
+            .into_iter()
+            .filter_map(|(k, _)| parse_gc_key(&k).map(|(ms, id)| (k, ms, id)))
+            .take_while(|(_, ms, _)| *ms <= cutoff)
+            .map(|(k, _, id)| (k, id))
+            .collect();
+        if due.is_empty() {
             return Ok(0);
         }
         // Files first, queue entries after: a crash in between only repeats a delete.
-        self.cluster.delete_chunks(ids.clone()).await?;
-        let n = ids.len() as u64;
+        self.cluster
+            .delete_chunks(due.iter().map(|(_, id)| *id).collect())
+            .await?;
+        let n = due.len() as u64;
         self.cluster
             .meta()
             .write(move |kv| -> Result<(), StoreError> {
-                for id in &ids {
-                    kv.delete(Table::GcQueue, &id.to_bytes())?;
+                for (k, _) in &due {
+                    kv.delete(Table::GcQueue, k)?;
                 }
                 Ok(())
             })
@@ -89,8 +82,8 @@ impl ObjectService {
         let kv = meta.read()?;
         let n = self.cluster.chunk_store().sweep_orphans(&mut |id| {
             let chunk = id.to_bytes();
-            Ok(kv.get(Table::Chunks, &chunk)?.is_some()
-                || kv.get(Table::GcQueue, &chunk)?.is_some())
+            // Queued garbage counts as unreferenced: no reader is running yet.
+            Ok(kv.get(Table::Chunks, &chunk)?.is_some())
         })?;
         self.stats.orphans_swept.fetch_add(n, Ordering::Relaxed);
         Ok(n)

@@ -5,6 +5,7 @@
 //! blocking writer that hashes the chunk with SHA-256 and writes it durably. The next chunk
 //! is received meanwhile, so at most about three chunks of one request are in memory.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bucketdb_cluster::Cluster;
@@ -58,6 +59,25 @@ impl ChunkGuard {
 
     pub fn disarm(mut self) {
         self.chunks.clear();
+    }
+
+    /// Run the metadata commit that makes the guarded chunks reachable. It runs in a task
+    /// of its own, so a caller that goes away mid-commit (a client disconnect drops the
+    /// request future) cannot split the two: the chunks are kept exactly when the commit
+    /// succeeded, and deleted otherwise.
+    pub async fn commit<T: Send + 'static>(
+        self,
+        commit: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        tokio::spawn(async move {
+            let result = commit.await;
+            if result.is_ok() {
+                self.disarm();
+            }
+            result
+        })
+        .await
+        .map_err(|e| ObjectError::Internal(e.to_string()))?
     }
 }
 
@@ -235,10 +255,12 @@ impl Pipeline {
 
     /// Wait for the chunk being written and record it.
     async fn settle(&mut self) -> Result<()> {
-        if let Some(prev) = self.inflight.take() {
-            let r = prev
-                .await
-                .map_err(|e| ObjectError::Internal(e.to_string()))??;
+        // Await in place: if this future is dropped meanwhile, the write stays in
+        // `inflight`, where `Drop` finds it and deletes its chunk.
+        if let Some(prev) = self.inflight.as_mut() {
+            let joined = prev.await;
+            self.inflight = None;
+            let r = joined.map_err(|e| ObjectError::Internal(e.to_string()))??;
             self.guard.chunks.push(r);
         }
         Ok(())

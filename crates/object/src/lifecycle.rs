@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use bucketdb_store::Table;
+use bucketdb_store::keys::object_key;
 use bucketdb_store::keys::{bucket_prefix, prefix_end};
 use bucketdb_store::records::{LifecycleRule, ObjectRecord, UploadRecord, decode};
+use bucketdb_store::{KvRead, Table};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::validate_bucket_name;
+use crate::versions::scan_versions;
 use std::sync::atomic::Ordering;
 
 pub const MAX_LIFECYCLE_RULES: usize = 1000;
@@ -167,8 +169,21 @@ impl ObjectService {
             for (_, v) in page {
                 let rec: ObjectRecord = decode(&v)?;
                 if rec.created_ms <= cutoff {
-                    self.delete_object(bucket, &rec.key, None).await?;
-                    n += 1;
+                    // Only if this is still the current version: a newer write wins.
+                    let (b, k, seq) = (bucket.to_string(), rec.key.clone(), rec.seq);
+                    let still_current = move |kv: &dyn KvRead| -> Result<bool> {
+                        Ok(match kv.get(Table::Current, &object_key(&b, &k))? {
+                            Some(v) => decode::<ObjectRecord>(&v)?.seq == seq,
+                            None => false,
+                        })
+                    };
+                    if self
+                        .delete_object_if(bucket, &rec.key, None, still_current)
+                        .await?
+                        .is_some()
+                    {
+                        n += 1;
+                    }
                 }
             }
         }
@@ -198,9 +213,29 @@ impl ObjectService {
                 if let Some(t) = superseded_at
                     && t <= cutoff
                 {
-                    self.delete_object(bucket, &rec.key, Some(&rec.version_id))
-                        .await?;
-                    n += 1;
+                    // Only if it is still this version, still noncurrent, and was
+                    // superseded long enough ago (versions may have changed meanwhile).
+                    let (b, k, seq) = (bucket.to_string(), rec.key.clone(), rec.seq);
+                    let still_noncurrent = move |kv: &dyn KvRead| -> Result<bool> {
+                        let mut newer: Option<u64> = None;
+                        let mut verdict = false;
+                        scan_versions(kv, &b, &k, &mut |_, v| {
+                            if v.seq == seq {
+                                verdict = newer.is_some_and(|t| t <= cutoff);
+                                return false;
+                            }
+                            newer = Some(v.created_ms);
+                            true
+                        })?;
+                        Ok(verdict)
+                    };
+                    if self
+                        .delete_object_if(bucket, &rec.key, Some(&rec.version_id), still_noncurrent)
+                        .await?
+                        .is_some()
+                    {
+                        n += 1;
+                    }
                 }
                 newer = Some(rec);
             }

@@ -1,6 +1,7 @@
 //! Multipart uploads with S3's rules: parts 1..=10000, each at least 5 MiB except the
 //! last, completed with matching ETags in ascending order.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bucketdb_store::chunks::bucket_hash;
@@ -152,23 +153,27 @@ impl ObjectService {
         };
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let now = self.clock.now_ms();
-        let (part, freed) = self
-            .cluster
-            .meta()
-            .write(move |kv| -> Result<_> {
-                load_upload(kv, &bucket, &key, &upload_id)?;
-                let pk = part_key(&upload_id, part_number);
-                let mut freed = false;
-                if let Some(old) = kv.get(Table::Parts, &pk)? {
-                    let old: PartRecord = decode(&old)?;
-                    freed = release_refs(kv, &old.chunks, now)?;
-                }
-                kv.put(Table::Parts, &pk, &encode(&part)?)?;
-                add_refs(kv, &part.chunks)?;
-                Ok((part, freed))
+        let svc = self.clone();
+        let (part, freed) = ingested
+            .guard
+            .commit(async move {
+                svc.cluster
+                    .meta()
+                    .write(move |kv| -> Result<_> {
+                        load_upload(kv, &bucket, &key, &upload_id)?;
+                        let pk = part_key(&upload_id, part_number);
+                        let mut freed = false;
+                        if let Some(old) = kv.get(Table::Parts, &pk)? {
+                            let old: PartRecord = decode(&old)?;
+                            freed = release_refs(kv, &old.chunks, now)?;
+                        }
+                        kv.put(Table::Parts, &pk, &encode(&part)?)?;
+                        add_refs(kv, &part.chunks)?;
+                        Ok((part, freed))
+                    })
+                    .await
             })
             .await?;
-        ingested.guard.disarm();
         self.wake_gc(freed);
         Ok(part)
     }
@@ -252,19 +257,18 @@ impl ObjectService {
             .write(move |kv| -> Result<_> {
                 let b = load_bucket(kv, &bucket)?;
                 let (uk, up) = load_upload(kv, &bucket, &key, &upload_id)?;
-                let stored = load_parts(kv, &upload_id)?;
+                let stored: HashMap<u32, PartRecord> = load_parts(kv, &upload_id)?
+                    .into_iter()
+                    .map(|p| (p.part_number, p))
+                    .collect();
                 let mut chosen = Vec::with_capacity(parts.len());
                 for (i, (n, etag)) in parts.iter().enumerate() {
                     let want = etag.trim_matches('"');
-                    let p = stored
-                        .iter()
-                        .find(|p| p.part_number == *n)
-                        .filter(|p| p.etag == want)
-                        .ok_or_else(|| {
-                            ObjectError::InvalidPart(format!(
-                                "part {n} with ETag {etag} was not uploaded"
-                            ))
-                        })?;
+                    let p = stored.get(n).filter(|p| p.etag == want).ok_or_else(|| {
+                        ObjectError::InvalidPart(format!(
+                            "part {n} with ETag {etag} was not uploaded"
+                        ))
+                    })?;
                     if i + 1 < parts.len() && p.size < MIN_PART_SIZE {
                         return Err(ObjectError::EntityTooSmall {
                             part: *n,

@@ -95,15 +95,19 @@ impl ObjectService {
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let bucket = bucket.to_string();
         let svc = self.clone();
-        let (rec, freed) = self
-            .cluster
-            .meta()
-            .write(move |kv| -> Result<_> {
-                let b = Self::bucket_for_write(kv, &bucket, new_bucket)?;
-                svc.install_version(kv, &b, rec, inline.as_deref())
+        let (rec, freed) = ingested
+            .guard
+            .commit(async move {
+                let writer = svc.clone();
+                svc.cluster
+                    .meta()
+                    .write(move |kv| -> Result<_> {
+                        let b = Self::bucket_for_write(kv, &bucket, new_bucket)?;
+                        writer.install_version(kv, &b, rec, inline.as_deref())
+                    })
+                    .await
             })
             .await?;
-        ingested.guard.disarm();
         self.wake_gc(freed);
         Ok(rec)
     }

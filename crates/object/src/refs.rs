@@ -3,7 +3,28 @@
 //! id moves to the GC queue in the same transaction.
 
 use bucketdb_store::records::{decode, encode};
-use bucketdb_store::{ChunkRef, KvWrite, StoreError, Table};
+use bucketdb_store::{ChunkId, ChunkRef, KvWrite, StoreError, Table};
+
+/// Length of a GC queue key: enqueue time, then the chunk id.
+pub(crate) const GC_KEY_LEN: usize = 8 + ChunkId::ENCODED_LEN;
+
+/// GC queue keys sort by the time the chunk became garbage, so GC finds what is past its
+/// grace period at the front of the queue.
+pub(crate) fn gc_key(queued_ms: u64, id: &ChunkId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(GC_KEY_LEN);
+    k.extend_from_slice(&queued_ms.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// The enqueue time and chunk id of a GC queue key.
+pub(crate) fn parse_gc_key(k: &[u8]) -> Option<(u64, ChunkId)> {
+    let (ms, id) = k.split_at_checked(8)?;
+    Some((
+        u64::from_be_bytes(ms.try_into().ok()?),
+        ChunkId::from_bytes(id)?,
+    ))
+}
 
 pub(crate) fn add_refs(kv: &mut dyn KvWrite, chunks: &[ChunkRef]) -> Result<(), StoreError> {
     for c in chunks {
@@ -33,7 +54,7 @@ pub(crate) fn release_refs(
         };
         if n <= 1 {
             kv.delete(Table::Chunks, &k)?;
-            kv.put(Table::GcQueue, &k, &encode(&now_ms)?)?;
+            kv.put(Table::GcQueue, &gc_key(now_ms, &c.id), &encode(&())?)?;
             freed = true;
         } else {
             kv.put(Table::Chunks, &k, &encode(&(n - 1))?)?;

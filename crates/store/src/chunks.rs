@@ -240,22 +240,19 @@ impl ChunkStore {
             .map_err(|e| StoreError::io(&self.root, e))?;
         let mut removed = 0;
         for path in candidates {
-            let is_temp = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(TEMP_SUFFIX));
-            let orphan = if is_temp {
-                true
-            } else {
-                match path
-                    .strip_prefix(&self.root)
-                    .ok()
-                    .and_then(ChunkId::from_relative_path)
-                {
-                    Some(id) => !is_referenced(&id)?,
-                    // Not a file we wrote: leave it alone.
-                    None => false,
-                }
+            let Ok(rel) = path.strip_prefix(&self.root) else {
+                continue;
+            };
+            // A temp file of a chunk write that never finished.
+            let unfinished = rel
+                .to_str()
+                .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
+                .and_then(|r| ChunkId::from_relative_path(Path::new(r)))
+                .is_some();
+            let orphan = match ChunkId::from_relative_path(rel) {
+                Some(id) => !is_referenced(&id)?,
+                // Not a file we wrote: leave it alone.
+                None => unfinished,
             };
             if orphan {
                 self.disk
@@ -285,7 +282,11 @@ mod tests {
     use crate::env::SeededRandom;
 
     fn store(dir: &Path) -> ChunkStore {
-        ChunkStore::new(dir, Arc::new(StdDisk), Arc::new(SeededRandom::new(7)))
+        ChunkStore::new(
+            dir,
+            Arc::new(StdDisk::default()),
+            Arc::new(SeededRandom::new(7)),
+        )
     }
 
     #[test]
@@ -327,7 +328,11 @@ mod tests {
         let s = store(dir.path());
         let keep = s.write(bucket_hash("b"), b"keep").unwrap();
         let drop = s.write(bucket_hash("b"), b"drop").unwrap();
-        let tmp = dir.path().join("0011223344556677/ab/leftover.tmp");
+        let tmp = dir
+            .path()
+            .join("0011223344556677/ab/ab0102030405060708090a0b0c0d0e0f.tmp");
+        let foreign_tmp = dir.path().join("notes.tmp");
+        std::fs::write(&foreign_tmp, b"a user file").unwrap();
         std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
         std::fs::write(&tmp, b"partial").unwrap();
         let foreign = dir.path().join("README");
@@ -338,5 +343,6 @@ mod tests {
         assert!(!s.path_of(&drop.id).exists());
         assert!(!tmp.exists());
         assert!(foreign.exists());
+        assert!(foreign_tmp.exists());
     }
 }

@@ -1,9 +1,11 @@
 //! The filesystem seam. Everything the chunk store does to disk goes through [`Disk`],
 //! so a test can inject failures or a simulator can keep files in memory.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Suffix of files that are still being written; never valid chunks.
 pub const TEMP_SUFFIX: &str = ".tmp";
@@ -22,25 +24,60 @@ pub trait Disk: Send + Sync + 'static {
     fn space(&self, path: &Path) -> io::Result<(u64, u64)>;
 }
 
+/// Most directories remembered as durably created (one per bucket and fan-out prefix).
+const DURABLE_DIRS_MAX: usize = 1 << 20;
+
 /// The real filesystem.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StdDisk;
+#[derive(Debug, Default)]
+pub struct StdDisk {
+    /// Directories whose creation is known to be durable (their entries in every parent
+    /// were fsynced), so that only the first write into a directory pays for it.
+    durable_dirs: Mutex<HashSet<PathBuf>>,
+}
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+impl StdDisk {
+    /// Create `dir` if needed and make its existence durable: fsync it and each parent
+    /// up to `DIR_SYNC_DEPTH` levels (the chunk layout's depth). Also done when another
+    /// writer created it, since that writer may not have synced it yet.
+    fn ensure_durable_dir(&self, dir: &Path) -> io::Result<()> {
+        if self
+            .durable_dirs
+            .lock()
+            .map(|d| d.contains(dir))
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        fs::create_dir_all(dir)?;
+        let mut d = Some(dir);
+        for _ in 0..DIR_SYNC_DEPTH {
+            let Some(cur) = d else { break };
+            sync_dir(cur)?;
+            d = cur.parent().filter(|p| !p.as_os_str().is_empty());
+        }
+        if let Ok(mut known) = self.durable_dirs.lock()
+            && known.len() < DURABLE_DIRS_MAX
+        {
+            known.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+}
+
+/// Levels of directories fsynced when a chunk directory is first used:
+/// `<fan>`, `<bucket_hash>` and the storage root.
+const DIR_SYNC_DEPTH: usize = 3;
 
 impl Disk for StdDisk {
     fn write_durable(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let dir = path
             .parent()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
-        if !dir.exists() {
-            fs::create_dir_all(dir)?;
-            if let Some(grand) = dir.parent() {
-                sync_dir(grand)?;
-            }
-        }
+        self.ensure_durable_dir(dir)?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(TEMP_SUFFIX);
         let tmp = PathBuf::from(tmp);

@@ -69,7 +69,7 @@ fn build(
     let random: Arc<dyn Random> = Arc::new(SeededRandom::new(1 + generation));
     let chunks = Arc::new(ChunkStore::new(
         dir.join("data"),
-        Arc::new(StdDisk),
+        Arc::new(StdDisk::default()),
         random.clone(),
     ));
     let meta = Arc::new(Meta::new(Arc::new(

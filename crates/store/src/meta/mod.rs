@@ -1,7 +1,9 @@
 //! The metadata store: an ordered, transactional KV ([`KvEngine`]) and [`Meta`], which
 //! funnels every mutation through one writer thread that commits concurrent mutations
-//! together (group commit), so one fsync covers many requests.
+//! together (group commit), so one fsync covers many requests. Each mutation runs against
+//! its own write set and is applied only if it succeeds.
 
+mod overlay;
 mod redb_engine;
 mod writer;
 

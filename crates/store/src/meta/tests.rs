@@ -64,3 +64,64 @@ fn scan_is_ordered_bounded_and_limited() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_mutation_that_fails_after_writing_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open(dir.path());
+    meta.write(|kv| kv.put(Table::Buckets, b"keep", b"1"))
+        .await
+        .unwrap();
+    let failed = meta.write(|kv| {
+        kv.put(Table::Buckets, b"half", b"written")?;
+        kv.delete(Table::Buckets, b"keep")?;
+        Err::<(), StoreError>(StoreError::Decode("fails after writing".into()))
+    });
+    let good = meta.write(|kv| kv.put(Table::Buckets, b"other", b"2"));
+    let (failed, good) = tokio::join!(failed, good);
+    assert!(failed.is_err());
+    good.unwrap();
+    let r = meta.read().unwrap();
+    assert_eq!(r.get(Table::Buckets, b"half").unwrap(), None);
+    assert_eq!(r.get(Table::Buckets, b"keep").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        r.get(Table::Buckets, b"other").unwrap(),
+        Some(b"2".to_vec())
+    );
+}
+
+#[test]
+fn a_mutation_reads_its_own_writes_in_gets_scans_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = open(dir.path());
+    meta.write_blocking(|kv| {
+        for k in ["a", "b", "c", "d"] {
+            kv.put(Table::Current, k.as_bytes(), b"old")?;
+        }
+        Ok::<_, StoreError>(())
+    })
+    .unwrap();
+    let seen = meta
+        .write_blocking(|kv| {
+            kv.delete(Table::Current, b"a")?;
+            kv.delete(Table::Current, b"b")?;
+            kv.put(Table::Current, b"bb", b"new")?;
+            kv.put(Table::Current, b"c", b"new")?;
+            let scan = kv.scan(Table::Current, b"", None, 2)?;
+            let count = kv.count(Table::Current)?;
+            let got = kv.get(Table::Current, b"bb")?;
+            Ok::<_, StoreError>((scan, count, got))
+        })
+        .unwrap();
+    assert_eq!(
+        seen.0,
+        vec![
+            (b"bb".to_vec(), b"new".to_vec()),
+            (b"c".to_vec(), b"new".to_vec())
+        ]
+    );
+    assert_eq!(seen.1, 3);
+    assert_eq!(seen.2, Some(b"new".to_vec()));
+    let r = meta.read().unwrap();
+    assert_eq!(r.count(Table::Current).unwrap(), 3);
+}

@@ -4,6 +4,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::overlay::Overlay;
 use super::{KvEngine, KvRead, KvWrite};
 use crate::error::StoreError;
 
@@ -13,14 +14,15 @@ pub const WRITE_QUEUE_DEPTH: usize = 4096;
 pub const MAX_BATCH_JOBS: usize = 512;
 
 type Completion = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
-type Job = Box<dyn FnOnce(&mut dyn KvWrite) -> Completion + Send>;
+/// Runs a mutation; returns whether it succeeded and how to report the commit.
+type Job = Box<dyn FnOnce(&mut dyn KvWrite) -> (bool, Completion) + Send>;
 
 /// The metadata store as the layers above see it: snapshot reads from any thread, and
 /// mutations that are grouped into durable transactions by one writer thread.
 ///
-/// A mutation is a closure run inside the batch transaction. It must decide first and
-/// write last: when it returns `Err` it must not have written anything, because the other
-/// mutations of its batch still commit.
+/// A mutation is a closure run inside the batch transaction against its own write set:
+/// its writes reach the transaction only if it returns `Ok`, so a failed mutation leaves
+/// nothing behind while the other mutations of its batch still commit.
 pub struct Meta {
     engine: Arc<dyn KvEngine>,
     queue: mpsc::Sender<Job>,
@@ -88,14 +90,16 @@ where
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move |kv| {
         let result = mutate(kv);
-        Box::new(move |commit: Result<(), Arc<str>>| {
+        let ok = result.is_ok();
+        let done: Completion = Box::new(move |commit: Result<(), Arc<str>>| {
             let out = match (commit, result) {
                 (_, Err(e)) => Err(e),
                 (Ok(()), Ok(v)) => Ok(v),
                 (Err(msg), Ok(_)) => Err(E::from(StoreError::Commit(msg.to_string()))),
             };
             let _ = tx.send(out);
-        })
+        });
+        (ok, done)
     });
     (job, rx)
 }
@@ -116,8 +120,14 @@ fn run_writer(engine: Arc<dyn KvEngine>, mut rx: mpsc::Receiver<Job>) {
                 return Ok(());
             };
             for job in jobs {
-                match catch_unwind(AssertUnwindSafe(|| job(kv))) {
-                    Ok(done) => completions.push(done),
+                let mut overlay = Overlay::new(&mut *kv);
+                match catch_unwind(AssertUnwindSafe(|| job(&mut overlay))) {
+                    Ok((ok, done)) => {
+                        if ok {
+                            overlay.apply()?;
+                        }
+                        completions.push(done);
+                    }
                     Err(_) => {
                         return Err(StoreError::Commit("a metadata mutation panicked".into()));
                     }
