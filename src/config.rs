@@ -36,8 +36,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A node's resolved configuration.
-#[derive(Clone, Debug)]
+/// A node's resolved configuration. `Debug` hides the secret key.
+#[derive(Clone)]
 pub struct Config {
     pub storage_path: PathBuf,
     pub metadata_path: PathBuf,
@@ -56,6 +56,26 @@ pub struct Config {
     pub lifecycle_interval: Duration,
     pub gc_interval: Duration,
     pub gc_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("storage_path", &self.storage_path)
+            .field("metadata_path", &self.metadata_path)
+            .field("chunk_size", &self.chunk_size)
+            .field("max_object_size", &self.max_object_size)
+            .field("inline_threshold", &self.inline_threshold)
+            .field("replication_factor", &self.replication_factor)
+            .field("quorum_required", &self.quorum_required)
+            .field("http_addr", &self.http_addr)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -83,7 +103,7 @@ impl Default for Config {
 }
 
 /// The settings as flags (each also read from `BUCKETDB_<NAME>`).
-#[derive(Args, Debug, Default, Clone)]
+#[derive(Args, Default, Clone)]
 pub struct ConfigArgs {
     /// TOML configuration file.
     #[arg(long, env = "BUCKETDB_CONFIG")]
@@ -370,6 +390,15 @@ impl ConfigArgs {
                 key: "inline_threshold",
                 value: cfg.inline_threshold.to_string(),
                 reason: "must not exceed chunk_size".into(),
+            });
+        }
+        if let Some(ak) = &cfg.access_key
+            && (ak.contains(':') || ak.chars().any(char::is_whitespace))
+        {
+            return Err(ConfigError::Invalid {
+                key: "access_key",
+                value: ak.clone(),
+                reason: "must not contain ':' or whitespace".into(),
             });
         }
         if cfg.access_key.is_some() != cfg.secret_key.is_some() {

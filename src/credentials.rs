@@ -23,10 +23,14 @@ struct Stored {
 /// Write a small file readable only by its owner, durably.
 pub(crate) fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
+    // A leftover temp file may have other permissions: start from a new one.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(contents.as_bytes())?;

@@ -1021,3 +1021,62 @@ async fn unauthenticated_requests_never_reach_data() {
 
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_cannot_mint_another_token() {
+    let s = TestServer::start().await;
+    let j = json_of(s.post("/auth/token").send().await.unwrap()).await;
+    let token = j["token"].as_str().expect("token").to_string();
+    let resp = s
+        .anon(Method::POST, "/auth/token")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(resp).await, "AccessDenied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_methods_and_malformed_bucket_paths_get_json_errors() {
+    let s = TestServer::start().await;
+    let resp = s
+        .req(Method::PATCH, "/objects/somebucket/key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(resp).await, "MethodNotAllowed");
+    let resp = s.post("/buckets/somebucket").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_code(resp).await, "MethodNotAllowed");
+    for path in ["/buckets/%C3", "/versioning/%FF%FE", "/lifecycle/%C3"] {
+        let resp = s.get(path).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(error_code(resp).await, "InvalidRequest", "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_compares_strongly_and_if_none_match_weakly() {
+    let s = TestServer::start().await;
+    let etag = s.put_object("etags", "k", b"content").await["etag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let weak = format!("W/\"{etag}\"");
+    let resp = s
+        .get("/objects/etags/k")
+        .header("If-Match", &weak)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PRECONDITION_FAILED);
+    let resp = s
+        .get("/objects/etags/k")
+        .header("If-None-Match", &weak)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+}

@@ -160,8 +160,16 @@ pub(crate) async fn mint_token(
     State(state): State<Arc<ApiState>>,
     req: Request,
 ) -> ApiResult<Response> {
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        authenticate(&state, req.headers())?;
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        // Only the key pair itself mints tokens: a token cannot renew itself.
+        let basic = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .ok_or(ApiError::MissingCredentials)?;
+        let (ak, sk) = basic_credentials(basic.1)?;
+        state.credentials.check(&ak, &sk)?;
     } else {
         let creds: TokenRequest = read_json(req.into_body()).await?;
         state

@@ -61,6 +61,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(system::public_routes())
         .merge(authed)
         .fallback(rest::not_found)
+        .method_not_allowed_fallback(rest::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,15 +4,27 @@ use std::sync::Arc;
 
 use bucketdb_store::keys::{bucket_prefix, prefix_end};
 use bucketdb_store::records::{BucketRecord, Versioning, decode, encode};
-use bucketdb_store::{KvWrite, Table};
+use bucketdb_store::{KvRead, KvWrite, Table};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::validate_bucket_name;
 use crate::versions::load_bucket;
 
+/// Unfinished uploads aborted per page when their bucket is deleted.
+const UPLOAD_ABORT_PAGE: usize = 256;
 /// Most buckets one node holds (listing returns them all).
 pub const MAX_BUCKETS: u64 = 10_000;
+
+/// Whether a bucket (by its key prefix) still has objects or versions.
+fn holds_data(kv: &dyn KvRead, prefix: &[u8], end: Option<&[u8]>) -> Result<bool> {
+    for t in [Table::Current, Table::Versions] {
+        if !kv.scan(t, prefix, end, 1)?.is_empty() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
 impl ObjectService {
     pub(crate) fn new_bucket_record(&self, name: &str) -> BucketRecord {
@@ -74,34 +86,50 @@ impl ObjectService {
     }
 
     /// Delete a bucket that holds no objects and no versions; its unfinished multipart
-    /// uploads are aborted with it.
+    /// uploads are aborted first, a page at a time.
     pub async fn delete_bucket(self: &Arc<Self>, name: &str) -> Result<()> {
         validate_bucket_name(name)?;
+        let prefix = bucket_prefix(name);
+        let end = prefix_end(&prefix);
+        {
+            let kv = self.cluster.meta().read()?;
+            load_bucket(kv.as_ref(), name)?;
+            if holds_data(kv.as_ref(), &prefix, end.as_deref())? {
+                return Err(ObjectError::BucketNotEmpty(name.to_string()));
+            }
+        }
+        loop {
+            let uploads = self.list_multipart_uploads(name, UPLOAD_ABORT_PAGE)?;
+            if uploads.is_empty() {
+                break;
+            }
+            for up in uploads {
+                match self
+                    .abort_multipart_upload(name, &up.key, &up.upload_id)
+                    .await
+                {
+                    Ok(()) | Err(ObjectError::NoSuchUpload(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let name = name.to_string();
-        let now = self.clock.now_ms();
-        let freed = self
-            .cluster
+        self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 load_bucket(kv, &name)?;
-                let prefix = bucket_prefix(&name);
-                let end = prefix_end(&prefix);
-                for t in [Table::Current, Table::Versions] {
-                    if !kv.scan(t, &prefix, end.as_deref(), 1)?.is_empty() {
-                        return Err(ObjectError::BucketNotEmpty(name));
-                    }
-                }
-                let mut freed = false;
-                for (k, v) in kv.scan(Table::Uploads, &prefix, end.as_deref(), usize::MAX)? {
-                    let up: bucketdb_store::records::UploadRecord = decode(&v)?;
-                    freed |= crate::multipart::remove_upload(kv, &k, &up.upload_id, now)?;
+                // Re-checked inside the transaction: writes may have landed meanwhile.
+                if holds_data(&*kv, &prefix, end.as_deref())?
+                    || !kv
+                        .scan(Table::Uploads, &prefix, end.as_deref(), 1)?
+                        .is_empty()
+                {
+                    return Err(ObjectError::BucketNotEmpty(name));
                 }
                 kv.delete(Table::Buckets, name.as_bytes())?;
-                Ok(freed)
+                Ok(())
             })
-            .await?;
-        self.wake_gc(freed);
-        Ok(())
+            .await
     }
 
     pub async fn set_versioning(self: &Arc<Self>, name: &str, state: Versioning) -> Result<()> {

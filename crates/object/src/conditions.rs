@@ -15,10 +15,16 @@ pub struct Conditions {
     pub if_unmodified_since: Option<u64>,
 }
 
-fn etag_matches(list: &str, etag: &str) -> bool {
+/// Whether `list` names `etag`. `If-None-Match` compares weakly (a `W/` tag matches
+/// its strong twin); `If-Match` compares strongly (a weak tag never matches).
+fn etag_matches(list: &str, etag: &str, weak: bool) -> bool {
     list.split(',').any(|t| {
-        let t = t.trim().trim_start_matches("W/");
-        t == "*" || t.trim_matches('"') == etag
+        let t = t.trim();
+        let (is_weak, t) = match t.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, t),
+        };
+        t == "*" || ((weak || !is_weak) && t.trim_matches('"') == etag)
     })
 }
 
@@ -32,14 +38,14 @@ impl Conditions {
     pub fn check(&self, r: &ObjectRecord) -> Result<()> {
         let modified = r.created_ms / 1000;
         match (&self.if_match, self.if_unmodified_since) {
-            (Some(m), _) if !etag_matches(m, &r.etag) => {
+            (Some(m), _) if !etag_matches(m, &r.etag, false) => {
                 return Err(ObjectError::PreconditionFailed);
             }
             (None, Some(since)) if modified > since => return Err(ObjectError::PreconditionFailed),
             _ => {}
         }
         let not_modified = match (&self.if_none_match, self.if_modified_since) {
-            (Some(m), _) => etag_matches(m, &r.etag),
+            (Some(m), _) => etag_matches(m, &r.etag, true),
             (None, Some(since)) => modified <= since,
             (None, None) => false,
         };

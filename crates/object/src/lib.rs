@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 
 use bucketdb_cluster::Cluster;
 use bucketdb_store::{Clock, Random};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 pub use bucketdb_store::records::{
     Body as StoredBody, BucketRecord, LifecycleRule, ObjectRecord, PartRecord, UploadRecord,
@@ -44,13 +44,16 @@ pub const DEFAULT_CHUNK_SIZE: usize = 4 * 1024 * 1024;
 pub const DEFAULT_INLINE_THRESHOLD: usize = 64 * 1024;
 /// Default largest object.
 pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Uploads streaming into chunks at once; more wait (their clients see TCP backpressure).
+/// Bounds upload memory to about `3 * chunk_size` per slot.
+pub const MAX_CONCURRENT_UPLOADS: usize = 32;
 /// Default time freed chunks stay readable.
 pub const DEFAULT_GC_GRACE_MS: u64 = 15 * 60 * 1000;
 /// Smallest and largest chunk size accepted in configuration.
 pub const CHUNK_SIZE_MIN: usize = 64 * 1024;
 pub const CHUNK_SIZE_MAX: usize = 64 * 1024 * 1024;
 /// Largest inline threshold accepted (inline objects live in metadata transactions).
-pub const INLINE_THRESHOLD_MAX: usize = 1024 * 1024;
+pub const INLINE_THRESHOLD_MAX: usize = 256 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
@@ -93,6 +96,7 @@ pub struct ObjectService {
     random: Arc<dyn Random>,
     stats: ServiceStats,
     gc_wake: Notify,
+    upload_slots: Semaphore,
 }
 
 impl ObjectService {
@@ -109,6 +113,7 @@ impl ObjectService {
             random,
             stats: ServiceStats::default(),
             gc_wake: Notify::new(),
+            upload_slots: Semaphore::new(MAX_CONCURRENT_UPLOADS),
         }
     }
 
@@ -126,5 +131,13 @@ impl ObjectService {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// One of the `MAX_CONCURRENT_UPLOADS` slots for streaming a body into chunks.
+    pub(crate) async fn upload_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.upload_slots
+            .acquire()
+            .await
+            .map_err(|_| ObjectError::Internal("upload slots closed".into()))
     }
 }

@@ -12,6 +12,8 @@ use crate::versions::load_bucket;
 
 /// Most entries (objects plus common prefixes) in one page.
 pub const MAX_LIST_LIMIT: usize = 1000;
+/// Entries read per scan; small, because each common prefix restarts the scan past it.
+const LIST_SCAN_BATCH: usize = 64;
 /// Longest prefix, delimiter or cursor accepted.
 const LIST_ARG_MAX_BYTES: usize = 1024;
 
@@ -82,7 +84,8 @@ impl ObjectService {
         let mut page = ListPage::default();
         let mut last: Option<String> = None;
         'scan: loop {
-            let batch = kv.scan(Table::Current, &from, end.as_deref(), limit + 1)?;
+            let want = LIST_SCAN_BATCH.min(limit + 1);
+            let batch = kv.scan(Table::Current, &from, end.as_deref(), want)?;
             if batch.is_empty() {
                 break;
             }
@@ -111,7 +114,7 @@ impl ObjectService {
                 page.objects.push(decode(&v)?);
                 last = Some(key);
             }
-            if n <= limit {
+            if n < want {
                 break;
             }
         }

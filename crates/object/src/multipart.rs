@@ -129,6 +129,7 @@ impl ObjectService {
             )));
         }
         load_upload(self.cluster.meta().read()?.as_ref(), bucket, key, upload_id)?;
+        let _slot = self.upload_slot().await?;
         let ingested = ingest(
             &self.cluster,
             bucket_hash(bucket),

@@ -30,13 +30,12 @@ impl PutOptions {
     pub(crate) fn validate(&self) -> Result<()> {
         validate_user_meta(&self.user_meta)?;
         validate_tags(&self.tags)?;
-        if self
-            .content_type
-            .as_ref()
-            .is_some_and(|c| c.len() > CONTENT_TYPE_MAX_BYTES)
-        {
+        if self.content_type.as_ref().is_some_and(|c| {
+            c.len() > CONTENT_TYPE_MAX_BYTES
+                || c.chars().any(|ch| !ch.is_ascii() || ch.is_control())
+        }) {
             return Err(crate::ObjectError::InvalidArgument(
-                "the content type is too long".into(),
+                "the content type must be printable ASCII of at most 1024 bytes".into(),
             ));
         }
         Ok(())
@@ -59,6 +58,11 @@ impl ObjectService {
         if !opts.create_bucket {
             self.head_bucket(bucket)?;
         }
+        // Small bodies hold no chunk buffers; larger ones wait for an upload slot.
+        let _slot = match opts.declared_size {
+            Some(d) if d <= self.config.inline_threshold as u64 => None,
+            _ => Some(self.upload_slot().await?),
+        };
         let ingested = ingest(
             &self.cluster,
             bucket_hash(bucket),

@@ -21,14 +21,15 @@ impl ObjectService {
         Ok(self.head_object(bucket, key, version_id)?.tags)
     }
 
-    /// Replace the tags of the current version (or of `version_id`); returns that version.
+    /// Replace the tags of the current version (or of `version_id`); returns the
+    /// updated version.
     pub async fn put_tags(
         self: &Arc<Self>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
         tags: Vec<(String, String)>,
-    ) -> Result<String> {
+    ) -> Result<ObjectRecord> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         validate_tags(&tags)?;
@@ -62,7 +63,7 @@ impl ObjectService {
                 if current.is_some_and(|c| c.seq == rec.seq) {
                     kv.put(Table::Current, &ok, &encoded)?;
                 }
-                Ok(rec.version_id)
+                Ok(rec)
             })
             .await
     }

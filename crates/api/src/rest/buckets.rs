@@ -1,12 +1,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bucketdb_object::BucketRecord;
 use serde_json::{Value, json};
 
+use super::BucketParam;
 use super::config::versioning_name;
 use crate::ApiState;
 use crate::error::ApiResult;
@@ -31,7 +32,7 @@ pub async fn list(State(state): State<Arc<ApiState>>) -> ApiResult<Response> {
 
 pub async fn create(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     let b = state.service.create_bucket(&bucket).await?;
     Ok((StatusCode::CREATED, Json(bucket_json(&b))).into_response())
@@ -39,7 +40,7 @@ pub async fn create(
 
 pub async fn head(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     let b = state.service.head_bucket(&bucket)?;
     Ok(Json(bucket_json(&b)).into_response())
@@ -47,7 +48,7 @@ pub async fn head(
 
 pub async fn delete(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     state.service.delete_bucket(&bucket).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

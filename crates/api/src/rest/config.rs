@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bucketdb_object::{LifecycleRule, Versioning};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::BucketParam;
 use crate::ApiState;
 use crate::body::read_json;
 use crate::error::{ApiError, ApiResult};
@@ -30,7 +31,7 @@ struct VersioningBody {
 
 pub async fn put_versioning(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
     body: Body,
 ) -> ApiResult<Response> {
     let req: VersioningBody = read_json(body).await?;
@@ -49,7 +50,7 @@ pub async fn put_versioning(
 
 pub async fn get_versioning(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     let b = state.service.head_bucket(&bucket)?;
     Ok(Json(json!({"bucket": bucket, "status": versioning_name(b.versioning)})).into_response())
@@ -80,7 +81,7 @@ struct LifecycleBody {
 
 pub async fn put_lifecycle(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
     body: Body,
 ) -> ApiResult<Response> {
     let req: LifecycleBody = read_json(body).await?;
@@ -132,14 +133,14 @@ fn lifecycle_json(state: &ApiState, bucket: &str) -> ApiResult<Response> {
 
 pub async fn get_lifecycle(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     lifecycle_json(&state, &bucket)
 }
 
 pub async fn delete_lifecycle(
     State(state): State<Arc<ApiState>>,
-    Path(bucket): Path<String>,
+    BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     state.service.set_lifecycle(&bucket, Vec::new()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -9,7 +9,9 @@ mod objects;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::http::Uri;
+use axum::http::request::Parts;
 use axum::routing::{get, put};
 use percent_encoding::percent_decode_str;
 
@@ -45,12 +47,34 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
 /// A percent-decoded path segment that must be UTF-8.
 fn decode(raw: &str, what: &str) -> ApiResult<String> {
     percent_decode_str(raw)
         .decode_utf8()
         .map(|s| s.into_owned())
         .map_err(|_| ApiError::BadRequest(format!("the {what} is not valid UTF-8")))
+}
+
+/// The bucket of `/<family>/<bucket>` routes, decoded with JSON errors (axum's own path
+/// extractor answers malformed escapes in plain text).
+pub(crate) struct BucketParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BucketParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split_once('/')
+            .map_or("", |(_, rest)| rest);
+        Ok(BucketParam(decode(raw, "bucket name")?))
+    }
 }
 
 /// `/<family>/<bucket>[/<key>]` from the raw request path.

@@ -314,12 +314,13 @@ async fn put_tags(State(state): State<Arc<ApiState>>, uri: Uri, body: Body) -> A
         };
         tags.push((k, v));
     }
-    let version = state
+    let rec = state
         .service
         .put_tags(&t.bucket, key, q.version_id(), tags)
         .await?;
-    let tags = state.service.get_tags(&t.bucket, key, Some(&version))?;
-    let map: Map<String, Value> = tags
+    let version = rec.version_id;
+    let map: Map<String, Value> = rec
+        .tags
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();

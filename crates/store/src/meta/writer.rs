@@ -9,7 +9,7 @@ use super::{KvEngine, KvRead, KvWrite};
 use crate::error::StoreError;
 
 /// Mutations waiting for the writer; senders wait when it is full (backpressure).
-pub const WRITE_QUEUE_DEPTH: usize = 4096;
+pub const WRITE_QUEUE_DEPTH: usize = 1024;
 /// Most mutations committed in one transaction.
 pub const MAX_BATCH_JOBS: usize = 512;
 
