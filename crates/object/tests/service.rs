@@ -939,7 +939,7 @@ async fn tags_round_trip() {
     let rec = env.put("bkt", "k", &pattern(CHUNK + 1, 50)).await;
     assert!(env.svc.get_tags("bkt", "k", None).unwrap().is_empty());
     let vid = env.svc.put_tags("bkt", "k", None, tags(10)).await.unwrap();
-    assert_eq!(vid, rec.version_id);
+    assert_eq!(vid.version_id, rec.version_id);
     assert_eq!(env.svc.get_tags("bkt", "k", None).unwrap(), tags(10));
     // The listing sees the current record with its tags.
     let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
@@ -1003,7 +1003,7 @@ async fn tagging_an_old_version_leaves_the_current_one_alone() {
         .put_tags("bkt", "k", Some(&v1.version_id), old_tags.clone())
         .await
         .unwrap();
-    assert_eq!(vid, v1.version_id);
+    assert_eq!(vid.version_id, v1.version_id);
     assert_eq!(
         env.svc.get_tags("bkt", "k", Some(&v1.version_id)).unwrap(),
         old_tags
