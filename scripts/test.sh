@@ -8,7 +8,6 @@ echo "== formatting"
 cargo fmt --all -- --check
 
 echo "== Rust tests"
-cargo build --locked --all-targets
 cargo test --locked --workspace --all-targets
 
 echo "== embedded example"

@@ -48,6 +48,8 @@ pub struct Config {
     pub quorum_required: bool,
     pub replication_timeout: Duration,
     pub http_addr: SocketAddr,
+    pub s3_addr: SocketAddr,
+    pub s3_domain: Option<String>,
     pub advertise_addr: Option<String>,
     pub node_id: Option<String>,
     pub access_key: Option<String>,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Config {
             .field("replication_factor", &self.replication_factor)
             .field("quorum_required", &self.quorum_required)
             .field("http_addr", &self.http_addr)
+            .field("s3_addr", &self.s3_addr)
             .field("access_key", &self.access_key)
             .field(
                 "secret_key",
@@ -90,6 +93,8 @@ impl Default for Config {
             quorum_required: false,
             replication_timeout: Duration::from_secs(10),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9080)),
+            s3_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            s3_domain: None,
             advertise_addr: None,
             node_id: None,
             access_key: None,
@@ -135,6 +140,12 @@ pub struct ConfigArgs {
     /// Address of the REST API, dashboard, health and metrics [default: 0.0.0.0:9080]
     #[arg(long, env = "BUCKETDB_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Address of the S3 API [default: 0.0.0.0:8080]
+    #[arg(long, env = "BUCKETDB_S3_ADDR")]
+    pub s3_addr: Option<String>,
+    /// Base domain for virtual-host-style S3 requests (bucket.DOMAIN) [default: path style only]
+    #[arg(long, env = "BUCKETDB_S3_DOMAIN")]
+    pub s3_domain: Option<String>,
     /// Address peers use to reach this node [default: derived from http_addr]
     #[arg(long, env = "BUCKETDB_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
@@ -187,6 +198,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| "the size is too large".to_string())
 }
 
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim()
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("expected HOST:PORT with an IP address ({e})"))
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -205,6 +222,8 @@ const KEYS: &[&str] = &[
     "quorum_required",
     "replication_timeout",
     "http_addr",
+    "s3_addr",
+    "s3_domain",
     "advertise_addr",
     "node_id",
     "access_key",
@@ -344,12 +363,11 @@ impl ConfigArgs {
                 duration,
             )?
             .unwrap_or(d.replication_timeout),
-            http_addr: parsed("http_addr", pick("http_addr", &self.http_addr), |s| {
-                s.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|e| format!("expected HOST:PORT with an IP address ({e})"))
-            })?
-            .unwrap_or(d.http_addr),
+            http_addr: parsed("http_addr", pick("http_addr", &self.http_addr), socket_addr)?
+                .unwrap_or(d.http_addr),
+            s3_addr: parsed("s3_addr", pick("s3_addr", &self.s3_addr), socket_addr)?
+                .unwrap_or(d.s3_addr),
+            s3_domain: parsed("s3_domain", pick("s3_domain", &self.s3_domain), nonempty)?,
             advertise_addr: parsed(
                 "advertise_addr",
                 pick("advertise_addr", &self.advertise_addr),

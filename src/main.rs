@@ -30,6 +30,9 @@ enum Command {
     Server(ConfigArgs),
 }
 
+/// `info`, without s3s's per-request error lines: client errors are already in the
+/// request log line with their status, and server errors are logged by BucketDB itself.
+const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off";
 /// Log lines waiting for the writer thread; request threads wait when it is full.
 const LOG_QUEUE_LINES: usize = 16 * 1024;
 /// The writer thread writes to stderr in batches of up to this many bytes.
@@ -38,7 +41,8 @@ const LOG_BUFFER_BYTES: usize = 64 * 1024;
 /// Logs go to stderr through a writer thread that batches them, so a request never
 /// waits for a write system call. The guard flushes what is queued when dropped.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_env("BUCKETDB_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("BUCKETDB_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
@@ -87,6 +91,7 @@ async fn run_server(args: ConfigArgs) -> anyhow::Result<()> {
         "BucketDB node {} listening on http://{} (REST API, health, metrics)",
         server.node_id, server.http_addr
     );
+    println!("S3 API listening on http://{}", server.s3_addr);
     shutdown_signal().await?;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await?;

@@ -65,6 +65,7 @@ impl ApiError {
                 O::InvalidArgument(_) => (S::BAD_REQUEST, "InvalidArgument"),
                 O::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
                 O::PreconditionFailed => (S::PRECONDITION_FAILED, "PreconditionFailed"),
+                O::BadDigest => (S::BAD_REQUEST, "BadDigest"),
                 O::NotModified { .. } => (S::NOT_MODIFIED, "NotModified"),
                 O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
                     (S::INTERNAL_SERVER_ERROR, "InternalError")

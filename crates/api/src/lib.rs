@@ -10,6 +10,7 @@ mod metrics;
 mod observe;
 mod range;
 mod rest;
+pub mod s3;
 mod system;
 
 use std::future::Future;
@@ -68,6 +69,18 @@ pub fn router(state: Arc<ApiState>) -> Router {
             observe::observe,
         ))
         .with_state(state)
+}
+
+/// Serve `app` (the REST router or the S3 router) on `listener` until `shutdown`
+/// resolves; in-flight requests finish before this returns.
+pub async fn serve_app(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serve the HTTP API on `listener` until `shutdown` resolves; in-flight requests finish

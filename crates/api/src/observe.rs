@@ -13,6 +13,7 @@ use rand::RngCore;
 use crate::ApiState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const AMZ_REQUEST_ID_HEADER: &str = "x-amz-request-id";
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -77,35 +78,61 @@ pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
     }
 }
 
-pub async fn observe(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+pub async fn observe(state: State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let op = operation(
+        req.method(),
+        req.uri().path(),
+        req.uri().query().unwrap_or(""),
+    );
+    observe_as("rest", op, state, req, next).await
+}
+
+/// The S3 API's operation names come from s3s; the log and metrics use the method.
+pub async fn observe_s3(state: State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let op = match *req.method() {
+        Method::GET => "S3Get",
+        Method::PUT => "S3Put",
+        Method::POST => "S3Post",
+        Method::DELETE => "S3Delete",
+        Method::HEAD => "S3Head",
+        _ => "S3Other",
+    };
+    observe_as("s3", op, state, req, next).await
+}
+
+async fn observe_as(
+    api: &'static str,
+    op: &'static str,
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = new_request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let op = operation(&method, &path, req.uri().query().unwrap_or(""));
     let bytes_in = content_length(req.headers());
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
+        if api == "s3" {
+            resp.headers_mut().insert(AMZ_REQUEST_ID_HEADER, v);
+        }
     }
     let status = resp.status().as_u16();
     let bytes_out = http_body::Body::size_hint(resp.body())
         .exact()
         .unwrap_or_else(|| content_length(resp.headers()));
     let elapsed = started.elapsed();
-    state.metrics.record_request(
-        "rest",
-        op,
-        status,
-        elapsed.as_secs_f64(),
-        bytes_in,
-        bytes_out,
-    );
+    state
+        .metrics
+        .record_request(api, op, status, elapsed.as_secs_f64(), bytes_in, bytes_out);
     if op != "Health" && op != "Metrics" {
         tracing::info!(
             target: "bucketdb::request",
             trace_id = %id,
             node = %state.service.cluster().node().id,
+            api,
             method = %method,
             path = %path,
             operation = op,

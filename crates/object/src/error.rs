@@ -41,6 +41,8 @@ pub enum ObjectError {
     InvalidRange { size: u64 },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("the body does not match its Content-MD5")]
+    BadDigest,
     #[error("at least one precondition did not hold")]
     PreconditionFailed,
     #[error("not modified")]

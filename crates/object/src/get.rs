@@ -23,7 +23,7 @@ use crate::{Conditions, ObjectService};
 /// Verified chunks waiting to be sent, beyond the one being sent.
 const READ_AHEAD_CHUNKS: usize = 1;
 
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + Sync>>;
 
 /// A byte range as a client asks for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,7 +36,7 @@ pub use lifecycle::LifecycleReport;
 pub use list::{ListPage, ListQuery, MAX_LIST_LIMIT};
 pub use multipart::{MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE};
 pub use put::PutOptions;
-pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList};
+pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList, VersionPage};
 
 /// Default size of a chunk.
 pub const DEFAULT_CHUNK_SIZE: usize = 4 * 1024 * 1024;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use bucketdb_store::chunks::bucket_hash;
 use bucketdb_store::records::{Body, ObjectRecord};
 
-use crate::ObjectService;
 use crate::error::Result;
 use crate::ingest::{ByteStream, IngestLimits, StoredBody, ingest};
 use crate::names::{
     CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_tags, validate_user_meta,
 };
+use crate::{Conditions, ObjectService};
 
 /// The content type of objects uploaded without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -24,6 +24,11 @@ pub struct PutOptions {
     pub declared_size: Option<u64>,
     /// Create the bucket if it does not exist (the REST API's upload does).
     pub create_bucket: bool,
+    /// The MD5 the client says the body has (`Content-MD5`); a mismatch stores nothing.
+    pub content_md5: Option<[u8; 16]>,
+    /// Conditional write (`If-Match` / `If-None-Match: *`), checked against the current
+    /// version inside the commit, so it is atomic with respect to other writers.
+    pub write_conditions: Conditions,
 }
 
 impl PutOptions {
@@ -75,6 +80,9 @@ impl ObjectService {
             },
         )
         .await?;
+        if opts.content_md5.is_some_and(|m| m != ingested.md5) {
+            return Err(crate::ObjectError::BadDigest);
+        }
         let (body, inline) = match ingested.body {
             StoredBody::Inline(data) => (Body::Inline, Some(data)),
             StoredBody::Chunks(c) => (Body::Chunks(c), None),
@@ -99,6 +107,7 @@ impl ObjectService {
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let bucket = bucket.to_string();
         let svc = self.clone();
+        let conditions = opts.write_conditions;
         let (rec, freed) = ingested
             .guard
             .commit(async move {
@@ -107,6 +116,9 @@ impl ObjectService {
                     .meta()
                     .write(move |kv| -> Result<_> {
                         let b = Self::bucket_for_write(kv, &bucket, new_bucket)?;
+                        if !conditions.is_empty() {
+                            check_write_conditions(&*kv, &bucket, &rec.key, &conditions)?;
+                        }
                         writer.install_version(kv, &b, rec, inline.as_deref())
                     })
                     .await
@@ -114,5 +126,29 @@ impl ObjectService {
             .await?;
         self.wake_gc(freed);
         Ok(rec)
+    }
+}
+
+/// `If-None-Match: *` needs the key to be absent; `If-Match` needs the current version
+/// to have that ETag (`NoSuchKey` when there is none, as S3 answers).
+fn check_write_conditions(
+    kv: &dyn bucketdb_store::KvRead,
+    bucket: &str,
+    key: &str,
+    c: &Conditions,
+) -> Result<()> {
+    use bucketdb_store::keys::object_key;
+    use bucketdb_store::records::decode;
+    let current: Option<ObjectRecord> = kv
+        .get(bucketdb_store::Table::Current, &object_key(bucket, key))?
+        .map(|v| decode(&v))
+        .transpose()?;
+    match (&current, &c.if_none_match, &c.if_match) {
+        (Some(_), Some(m), _) if m.trim() == "*" => Err(crate::ObjectError::PreconditionFailed),
+        (None, _, Some(_)) => Err(crate::ObjectError::NoSuchKey(key.to_string())),
+        (Some(cur), _, Some(_)) => c
+            .check(cur)
+            .map_err(|_| crate::ObjectError::PreconditionFailed),
+        _ => Ok(()),
     }
 }

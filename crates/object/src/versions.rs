@@ -25,6 +25,17 @@ pub struct DeleteOutcome {
     pub delete_marker: bool,
 }
 
+/// One page of a bucket's versions (S3 ListObjectVersions).
+#[derive(Clone, Debug, Default)]
+pub struct VersionPage {
+    /// Versions and delete markers, by key, newest first within a key; with whether each
+    /// is the latest version of its key.
+    pub versions: Vec<(ObjectRecord, bool)>,
+    /// Where the next page starts (`None`: this is the last page).
+    pub next_key_marker: Option<String>,
+    pub next_version_id_marker: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct VersionList {
     pub versions: Vec<ObjectRecord>,
@@ -179,6 +190,62 @@ impl ObjectService {
         let freed = remove_version_entry(kv, &vkey, &rec, self.clock.now_ms())?;
         refresh_current(kv, bucket, key)?;
         Ok((Some(rec), freed))
+    }
+
+    /// A page of every version in a bucket under `prefix`, after the given markers.
+    pub fn list_bucket_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        version_id_marker: Option<&str>,
+        limit: usize,
+    ) -> Result<VersionPage> {
+        crate::names::validate_bucket_name(bucket)?;
+        let limit = limit.clamp(1, MAX_VERSIONS_LISTED);
+        let kv = self.cluster.meta().read()?;
+        load_bucket(kv.as_ref(), bucket)?;
+        let start = [
+            bucketdb_store::keys::bucket_prefix(bucket).as_slice(),
+            prefix.as_bytes(),
+        ]
+        .concat();
+        let end = prefix_end(&start);
+        let mut from = start.clone();
+        let mut prev_key: Option<String> = None;
+        if let Some(km) = key_marker.filter(|k| !k.is_empty()) {
+            let resume = match version_id_marker.filter(|v| !v.is_empty()) {
+                Some(vm) => match find_version(kv.as_ref(), bucket, km, vm)? {
+                    Some((vkey, _)) => {
+                        prev_key = Some(km.to_string());
+                        Some([vkey.as_slice(), &[0]].concat())
+                    }
+                    None => prefix_end(&versions_prefix(bucket, km)),
+                },
+                None => prefix_end(&versions_prefix(bucket, km)),
+            };
+            match resume {
+                Some(r) if r > from => from = r,
+                Some(_) => {}
+                None => return Ok(VersionPage::default()),
+            }
+        }
+        let entries = kv.scan(Table::Versions, &from, end.as_deref(), limit + 1)?;
+        let mut page = VersionPage::default();
+        for (_, v) in entries {
+            let rec: ObjectRecord = decode(&v)?;
+            if page.versions.len() == limit {
+                if let Some((last, _)) = page.versions.last() {
+                    page.next_key_marker = Some(last.key.clone());
+                    page.next_version_id_marker = Some(last.version_id.clone());
+                }
+                break;
+            }
+            let latest = prev_key.as_deref() != Some(rec.key.as_str());
+            prev_key = Some(rec.key.clone());
+            page.versions.push((rec, latest));
+        }
+        Ok(page)
     }
 
     /// Every version of a key (delete markers included), newest first.

@@ -93,6 +93,7 @@ pub(crate) fn put_options(headers: &HeaderMap) -> ApiResult<PutOptions> {
         tags: Vec::new(),
         declared_size: declared_length(headers)?,
         create_bucket: true,
+        ..PutOptions::default()
     })
 }
 

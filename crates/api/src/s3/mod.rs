@@ -1,0 +1,118 @@
+//! The S3 API (port 8080). s3s parses requests, checks SigV4 (headers, presigned URLs,
+//! `aws-chunked` bodies with checksum trailers) and writes S3 XML; [`S3Api`] maps each
+//! operation onto the object service. One file per family of operations.
+
+mod buckets;
+mod convert;
+mod error;
+mod list;
+mod multipart;
+mod objects;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::error_handling::HandleError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bucketdb_object::ObjectService;
+use s3s::auth::SimpleAuth;
+use s3s::dto::*;
+use s3s::service::S3ServiceBuilder;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+use crate::ApiState;
+
+/// The owner shown in listings: the single root account.
+fn owner() -> Owner {
+    Owner {
+        display_name: Some("bucketdb".into()),
+        id: Some("bucketdb".into()),
+    }
+}
+
+/// The S3 operations BucketDB implements; every other operation answers NotImplemented.
+pub struct S3Api {
+    svc: Arc<ObjectService>,
+}
+
+macro_rules! delegate {
+    ($($op:ident => $impl:ident : $in:ty => $out:ty;)*) => {
+        #[async_trait::async_trait]
+        impl S3 for S3Api {
+            $(
+                async fn $op(&self, req: S3Request<$in>) -> S3Result<S3Response<$out>> {
+                    self.$impl(req).await
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    list_buckets => op_list_buckets: ListBucketsInput => ListBucketsOutput;
+    create_bucket => op_create_bucket: CreateBucketInput => CreateBucketOutput;
+    head_bucket => op_head_bucket: HeadBucketInput => HeadBucketOutput;
+    delete_bucket => op_delete_bucket: DeleteBucketInput => DeleteBucketOutput;
+    get_bucket_location => op_get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
+    get_bucket_versioning => op_get_bucket_versioning: GetBucketVersioningInput => GetBucketVersioningOutput;
+    put_bucket_versioning => op_put_bucket_versioning: PutBucketVersioningInput => PutBucketVersioningOutput;
+    get_bucket_lifecycle_configuration => op_get_bucket_lifecycle_configuration:
+        GetBucketLifecycleConfigurationInput => GetBucketLifecycleConfigurationOutput;
+    put_bucket_lifecycle_configuration => op_put_bucket_lifecycle_configuration:
+        PutBucketLifecycleConfigurationInput => PutBucketLifecycleConfigurationOutput;
+    delete_bucket_lifecycle => op_delete_bucket_lifecycle: DeleteBucketLifecycleInput => DeleteBucketLifecycleOutput;
+    put_object => op_put_object: PutObjectInput => PutObjectOutput;
+    get_object => op_get_object: GetObjectInput => GetObjectOutput;
+    head_object => op_head_object: HeadObjectInput => HeadObjectOutput;
+    delete_object => op_delete_object: DeleteObjectInput => DeleteObjectOutput;
+    delete_objects => op_delete_objects: DeleteObjectsInput => DeleteObjectsOutput;
+    copy_object => op_copy_object: CopyObjectInput => CopyObjectOutput;
+    get_object_tagging => op_get_object_tagging: GetObjectTaggingInput => GetObjectTaggingOutput;
+    put_object_tagging => op_put_object_tagging: PutObjectTaggingInput => PutObjectTaggingOutput;
+    delete_object_tagging => op_delete_object_tagging: DeleteObjectTaggingInput => DeleteObjectTaggingOutput;
+    list_objects => op_list_objects: ListObjectsInput => ListObjectsOutput;
+    list_objects_v2 => op_list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
+    list_object_versions => op_list_object_versions: ListObjectVersionsInput => ListObjectVersionsOutput;
+    create_multipart_upload => op_create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
+    upload_part => op_upload_part: UploadPartInput => UploadPartOutput;
+    complete_multipart_upload => op_complete_multipart_upload:
+        CompleteMultipartUploadInput => CompleteMultipartUploadOutput;
+    abort_multipart_upload => op_abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
+    list_parts => op_list_parts: ListPartsInput => ListPartsOutput;
+    list_multipart_uploads => op_list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput;
+}
+
+async fn http_error(err: s3s::HttpError) -> Response {
+    tracing::error!(error = ?err, "S3 request could not be processed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+/// Settings of the S3 endpoint.
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    /// Base domain for virtual-host-style requests (`bucket.DOMAIN`); path style always works.
+    pub domain: Option<String>,
+}
+
+/// The S3 application (no socket).
+pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, String> {
+    let mut builder = S3ServiceBuilder::new(S3Api {
+        svc: state.service.clone(),
+    });
+    builder.set_auth(SimpleAuth::from_single(
+        state.credentials.access_key.clone(),
+        state.credentials.secret_key.clone(),
+    ));
+    if let Some(domain) = &settings.domain {
+        let host = s3s::host::SingleDomain::new(domain).map_err(|e| format!("s3_domain: {e}"))?;
+        builder.set_host(host);
+    }
+    let service = HandleError::new(builder.build(), http_error);
+    Ok(Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::observe::observe_s3,
+        )))
+}

@@ -1,0 +1,211 @@
+//! Multipart uploads: create, upload part, complete, abort, list parts and uploads.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use bucketdb_object::{MAX_PART_NUMBER, PutOptions};
+
+use super::S3Api;
+use super::convert::{metadata_in, timestamp, version_id};
+use super::error::IntoS3;
+use super::objects::tagging_header;
+
+/// Most parts or uploads listed per page.
+const MAX_LISTED: i32 = 1000;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| s3_error!(InvalidArgument, "part numbers run from 1 to 10000"))
+}
+
+impl S3Api {
+    pub(super) async fn op_create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        let opts = PutOptions {
+            content_type: i.content_type,
+            user_meta: metadata_in(i.metadata),
+            tags: tagging_header(i.tagging.as_deref())?,
+            ..PutOptions::default()
+        };
+        let up = self
+            .svc
+            .create_multipart_upload(&i.bucket, &i.key, opts)
+            .await
+            .s3()?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(up.bucket),
+            key: Some(up.key),
+            upload_id: Some(up.upload_id),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let i = req.input;
+        let n = part_number(i.part_number)?;
+        let declared = i
+            .content_length
+            .map(|l| {
+                u64::try_from(l).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))
+            })
+            .transpose()?;
+        let body = match i.body {
+            Some(b) => futures::future::Either::Left(futures::TryStreamExt::map_err(
+                b,
+                std::io::Error::other,
+            )),
+            None => futures::future::Either::Right(futures::stream::empty()),
+        };
+        let part = self
+            .svc
+            .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, declared)
+            .await
+            .s3()?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(part.etag)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let listed = i
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .ok_or_else(|| s3_error!(MalformedXML, "the request lists no parts"))?;
+        if listed.len() > MAX_PART_NUMBER as usize {
+            return Err(s3_error!(MalformedXML, "too many parts"));
+        }
+        let mut parts = Vec::with_capacity(listed.len());
+        for p in listed {
+            let n = part_number(
+                p.part_number
+                    .ok_or_else(|| s3_error!(InvalidPart, "a part has no number"))?,
+            )?;
+            let etag = p
+                .e_tag
+                .map(|e| e.value().to_string())
+                .ok_or_else(|| s3_error!(InvalidPart, "part {n} has no ETag"))?;
+            parts.push((n, etag));
+        }
+        let rec = self
+            .svc
+            .complete_multipart_upload(&i.bucket, &i.key, &i.upload_id, parts)
+            .await
+            .s3()?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(rec.key.clone()),
+            e_tag: Some(ETag::Strong(rec.etag.clone())),
+            location: Some(format!("/{}/{}", i.bucket, rec.key)),
+            version_id: version_id(&rec),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        self.svc
+            .abort_multipart_upload(&i.bucket, &i.key, &i.upload_id)
+            .await
+            .s3()?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn op_list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let max = i.max_parts.unwrap_or(MAX_LISTED).clamp(0, MAX_LISTED) as usize;
+        let after = u32::try_from(i.part_number_marker.unwrap_or(0)).unwrap_or(0);
+        let all = self.svc.list_parts(&i.bucket, &i.key, &i.upload_id).s3()?;
+        let mut rest = all.into_iter().filter(|p| p.part_number > after);
+        let page: Vec<_> = rest.by_ref().take(max).collect();
+        let truncated = rest.next().is_some();
+        let next = page.last().map(|p| p.part_number as i32);
+        let parts = page
+            .into_iter()
+            .map(|p| Part {
+                part_number: Some(p.part_number as i32),
+                e_tag: Some(ETag::Strong(p.etag)),
+                size: Some(p.size as i64),
+                last_modified: Some(timestamp(p.created_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: i.part_number_marker,
+            next_part_number_marker: if truncated { next } else { None },
+            is_truncated: Some(truncated),
+            parts: Some(parts),
+            owner: Some(super::owner()),
+            initiator: None,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let max = i.max_uploads.unwrap_or(MAX_LISTED).clamp(1, MAX_LISTED) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let key_marker = i.key_marker.clone().unwrap_or_default();
+        let all = self
+            .svc
+            .list_multipart_uploads(&i.bucket, bucketdb_object::MAX_LIST_LIMIT * 10)
+            .s3()?;
+        let mut rest = all
+            .into_iter()
+            .filter(|u| u.key.starts_with(&prefix) && u.key > key_marker);
+        let page: Vec<_> = rest.by_ref().take(max).collect();
+        let truncated = rest.next().is_some();
+        let next = page.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+        let uploads = page
+            .into_iter()
+            .map(|u| MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.upload_id),
+                initiated: Some(timestamp(u.created_ms)),
+                owner: Some(super::owner()),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: i.prefix,
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: if truncated {
+                next.clone().map(|n| n.0)
+            } else {
+                None
+            },
+            next_upload_id_marker: if truncated { next.map(|n| n.1) } else { None },
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+}

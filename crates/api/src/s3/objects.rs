@@ -1,0 +1,444 @@
+//! Object operations: put, get, head, delete, delete many, copy, tagging.
+
+use base64::Engine;
+use bucketdb_object::{Conditions, ObjectRecord, PutOptions, RangeSpec};
+use futures::TryStreamExt;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::S3Api;
+use super::convert::{conditions, etag, metadata_in, metadata_out, range, timestamp, version_id};
+use super::error::{IntoS3, s3_error};
+
+/// Most keys one DeleteObjects request may name.
+pub const MAX_DELETE_OBJECTS: usize = 1000;
+/// Longest `x-amz-tagging` header or form accepted.
+const TAGGING_HEADER_MAX_BYTES: usize = 4096;
+
+fn body_stream(
+    body: Option<StreamingBlob>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin {
+    match body {
+        Some(b) => futures::future::Either::Left(b.map_err(std::io::Error::other)),
+        None => futures::future::Either::Right(futures::stream::empty()),
+    }
+}
+
+fn content_md5(v: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    v.map(|s| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not a base64 MD5"))
+    })
+    .transpose()
+}
+
+/// `x-amz-tagging`: URL-encoded `k=v&k2=v2`.
+pub(super) fn tagging_header(v: Option<&str>) -> S3Result<Vec<(String, String)>> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(s) if s.len() > TAGGING_HEADER_MAX_BYTES => {
+            Err(s3_error!(InvalidTag, "the tagging header is too long"))
+        }
+        Some(s) => Ok(form_urlencoded::parse(s.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()),
+    }
+}
+
+fn tags_in(tagging: Tagging) -> Vec<(String, String)> {
+    tagging
+        .tag_set
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+        .collect()
+}
+
+fn tags_out(tags: Vec<(String, String)>) -> TagSet {
+    tags.into_iter()
+        .map(|(k, v)| Tag {
+            key: Some(k),
+            value: Some(v),
+        })
+        .collect()
+}
+
+/// The byte range of part `n` of an object (1-based), as S3's `partNumber` selects.
+fn part_range(r: &ObjectRecord, n: i32) -> S3Result<Option<RangeSpec>> {
+    let n = usize::try_from(n).ok().filter(|n| *n >= 1);
+    let Some(n) = n else {
+        return Err(s3_error!(InvalidArgument, "partNumber must be positive"));
+    };
+    if r.part_sizes.is_empty() {
+        return if n == 1 {
+            Ok(None)
+        } else {
+            Err(s3_error!(InvalidArgument, "no such part number"))
+        };
+    }
+    let size = *r
+        .part_sizes
+        .get(n - 1)
+        .ok_or_else(|| s3_error!(InvalidArgument, "no such part number"))?;
+    let start: u64 = r.part_sizes[..n - 1].iter().sum();
+    if size == 0 {
+        return Ok(None);
+    }
+    Ok(Some(RangeSpec::From {
+        start,
+        end: Some(start + size - 1),
+    }))
+}
+
+impl S3Api {
+    pub(super) async fn op_put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let i = req.input;
+        let declared = i
+            .content_length
+            .map(|l| {
+                u64::try_from(l).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))
+            })
+            .transpose()?;
+        let opts = PutOptions {
+            content_type: i.content_type,
+            user_meta: metadata_in(i.metadata),
+            tags: tagging_header(i.tagging.as_deref())?,
+            declared_size: declared,
+            create_bucket: false,
+            content_md5: content_md5(i.content_md5.as_deref())?,
+            write_conditions: conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), None, None),
+        };
+        let rec = self
+            .svc
+            .put_object(&i.bucket, &i.key, body_stream(i.body), opts)
+            .await
+            .s3()?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&rec)),
+            version_id: version_id(&rec),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = req.input;
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        );
+        let mut wanted = i.range.as_ref().map(range);
+        if let Some(n) = i.part_number {
+            let head = self
+                .svc
+                .head_object(&i.bucket, &i.key, i.version_id.as_deref())
+                .s3()?;
+            wanted = part_range(&head, n)?;
+        }
+        let reader = self
+            .svc
+            .get_object(&i.bucket, &i.key, i.version_id.as_deref(), wanted, &cond)
+            .await
+            .s3()?;
+        let r = &reader.record;
+        let content_range = reader
+            .range
+            .map(|(s, e)| format!("bytes {s}-{e}/{}", r.size));
+        let out = GetObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(reader.content_length() as i64),
+            content_range,
+            content_type: Some(
+                i.response_content_type
+                    .unwrap_or_else(|| r.content_type.clone()),
+            ),
+            content_disposition: i.response_content_disposition,
+            cache_control: i.response_cache_control,
+            content_encoding: i.response_content_encoding,
+            content_language: i.response_content_language,
+            e_tag: Some(etag(r)),
+            last_modified: Some(timestamp(r.created_ms)),
+            metadata: metadata_out(r),
+            version_id: version_id(r),
+            tag_count: (!r.tags.is_empty()).then_some(r.tags.len() as i32),
+            parts_count: (i.part_number.is_some() && !r.part_sizes.is_empty())
+                .then_some(r.part_sizes.len() as i32),
+            body: Some(StreamingBlob::wrap(reader.body)),
+            ..Default::default()
+        };
+        let mut resp = S3Response::new(out);
+        if reader.range.is_some() {
+            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        Ok(resp)
+    }
+
+    pub(super) async fn op_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = req.input;
+        let r = self
+            .svc
+            .head_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .s3()?;
+        conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        )
+        .check(&r)
+        .s3()?;
+        let mut length = r.size;
+        let mut content_range = None;
+        let wanted = match i.part_number {
+            Some(n) => part_range(&r, n)?,
+            None => i.range.as_ref().map(range),
+        };
+        if let Some(w) = wanted {
+            let (s, e) = w.resolve(r.size).s3()?;
+            length = e - s + 1;
+            content_range = Some(format!("bytes {s}-{e}/{}", r.size));
+        }
+        Ok(S3Response::new(HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(length as i64),
+            content_range,
+            content_type: Some(r.content_type.clone()),
+            e_tag: Some(etag(&r)),
+            last_modified: Some(timestamp(r.created_ms)),
+            metadata: metadata_out(&r),
+            version_id: version_id(&r),
+            parts_count: (i.part_number.is_some() && !r.part_sizes.is_empty())
+                .then_some(r.part_sizes.len() as i32),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let i = req.input;
+        let out = self
+            .svc
+            .delete_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .await
+            .s3()?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: out.delete_marker.then_some(true),
+            version_id: out.version_id.filter(|v| v != "null"),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        if i.delete.objects.len() > MAX_DELETE_OBJECTS {
+            return Err(s3_error!(MalformedXML, "at most 1000 keys per request"));
+        }
+        self.svc.head_bucket(&i.bucket).s3()?;
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in i.delete.objects {
+            match self
+                .svc
+                .delete_object(&i.bucket, &o.key, o.version_id.as_deref())
+                .await
+            {
+                Ok(out) => {
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(o.key),
+                            version_id: o.version_id,
+                            delete_marker: out.delete_marker.then_some(true),
+                            delete_marker_version_id: out
+                                .delete_marker
+                                .then_some(out.version_id)
+                                .flatten(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let e = s3_error(e);
+                    errors.push(Error {
+                        code: Some(e.code().as_str().to_string()),
+                        key: Some(o.key),
+                        message: e.message().map(str::to_string),
+                        version_id: o.version_id,
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let i = req.input;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: src_version,
+        } = &i.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access point copy sources are not supported"
+            ));
+        };
+        let cond = Conditions {
+            if_match: i
+                .copy_source_if_match
+                .as_ref()
+                .map(|c| super::convert::condition(c)),
+            if_none_match: i
+                .copy_source_if_none_match
+                .as_ref()
+                .map(|c| super::convert::condition(c)),
+            if_modified_since: i
+                .copy_source_if_modified_since
+                .as_ref()
+                .map(super::convert::unix_secs),
+            if_unmodified_since: i
+                .copy_source_if_unmodified_since
+                .as_ref()
+                .map(super::convert::unix_secs),
+        };
+        let reader = self
+            .svc
+            .get_object(src_bucket, src_key, src_version.as_deref(), None, &cond)
+            .await
+            .map_err(|e| match e {
+                // A failed copy-source condition is a 412, never a 304.
+                bucketdb_object::ObjectError::NotModified { .. } => s3_error!(PreconditionFailed),
+                other => s3_error(other),
+            })?;
+        let src = reader.record.clone();
+        let replace_meta = i
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace_meta
+            && **src_bucket == *i.bucket
+            && **src_key == *i.key
+            && src_version.is_none()
+        {
+            return Err(s3_error!(
+                InvalidRequest,
+                "copying an object onto itself needs a REPLACE metadata directive"
+            ));
+        }
+        let replace_tags = i
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == TaggingDirective::REPLACE);
+        let opts = PutOptions {
+            content_type: if replace_meta {
+                i.content_type
+            } else {
+                Some(src.content_type.clone())
+            },
+            user_meta: if replace_meta {
+                metadata_in(i.metadata)
+            } else {
+                src.user_meta.clone()
+            },
+            tags: if replace_tags {
+                tagging_header(i.tagging.as_deref())?
+            } else {
+                src.tags.clone()
+            },
+            declared_size: Some(src.size),
+            create_bucket: false,
+            content_md5: None,
+            write_conditions: Conditions::default(),
+        };
+        let body = reader.body.map_err(std::io::Error::other);
+        let rec = self
+            .svc
+            .put_object(&i.bucket, &i.key, body, opts)
+            .await
+            .s3()?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&rec)),
+                last_modified: Some(timestamp(rec.created_ms)),
+                ..Default::default()
+            }),
+            copy_source_version_id: version_id(&src),
+            version_id: version_id(&rec),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let i = req.input;
+        let r = self
+            .svc
+            .head_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .s3()?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            version_id: version_id(&r),
+            tag_set: tags_out(r.tags),
+        }))
+    }
+
+    pub(super) async fn op_put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let i = req.input;
+        let r = self
+            .svc
+            .put_tags(
+                &i.bucket,
+                &i.key,
+                i.version_id.as_deref(),
+                tags_in(i.tagging),
+            )
+            .await
+            .s3()?;
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: version_id(&r),
+        }))
+    }
+
+    pub(super) async fn op_delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let i = req.input;
+        let r = self
+            .svc
+            .put_tags(&i.bucket, &i.key, i.version_id.as_deref(), Vec::new())
+            .await
+            .s3()?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: version_id(&r),
+        }))
+    }
+}
