@@ -25,10 +25,10 @@ trap 'stop_server; rm -rf "$work"' EXIT
 
 start_server() {
   "$bin" server --storage-path "$work/data" --metadata-path "$work/meta" \
-    --http-addr 127.0.0.1:0 --access-key $AK --secret-key $SK >"$work/out" 2>"$work/log" &
+    --http-addr 127.0.0.1:0 --s3-addr 127.0.0.1:0 --access-key $AK --secret-key $SK >"$work/out" 2>"$work/log" &
   pid=$!
   for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
-  addr=$(grep -o 'http://[0-9.:]*' "$work/out")
+  addr=$(grep -m1 -o 'http://[0-9.:]*' "$work/out")
   curl -sf -u $AK:$SK -X PUT "$addr/buckets/bench" >/dev/null
 }
 

@@ -75,7 +75,7 @@ impl Node {
             .arg(&dirs.data)
             .arg("--metadata-path")
             .arg(&dirs.meta)
-            .args(["--http-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0"])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .args(extra)
             .stdin(Stdio::null())

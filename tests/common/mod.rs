@@ -39,6 +39,7 @@ pub fn test_config(root: &Path) -> Config {
         inline_threshold: INLINE_THRESHOLD,
         max_object_size: MAX_OBJECT_SIZE,
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        s3_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         access_key: Some(ACCESS_KEY.to_string()),
         secret_key: Some(SECRET_KEY.to_string()),
         gc_interval: Duration::from_millis(200),
@@ -51,6 +52,8 @@ pub fn test_config(root: &Path) -> Config {
 pub struct TestServer {
     server: Option<RunningServer>,
     pub addr: SocketAddr,
+    /// The S3 API's address (an ephemeral loopback port).
+    pub s3_addr: SocketAddr,
     pub base: String,
     pub client: reqwest::Client,
     pub config: Config,
@@ -75,6 +78,7 @@ impl TestServer {
     pub async fn start_in(dir: TempDir, config: Config) -> TestServer {
         let server = start(config.clone()).await.expect("server starts");
         let addr = server.http_addr;
+        let s3_addr = server.s3_addr;
         assert_eq!(server.credentials.access_key, ACCESS_KEY);
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -83,6 +87,7 @@ impl TestServer {
         TestServer {
             server: Some(server),
             addr,
+            s3_addr,
             base: format!("http://{addr}"),
             client,
             config,

@@ -12,27 +12,14 @@ the root credentials it generates on first start.
 
 import hashlib
 import os
-import pathlib
-import queue
-import re
 import stat
-import subprocess
-import threading
-import time
 import tomllib
 
 import pytest
 import requests
+from conftest import Node
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("BUCKETDB_BIN") or str(REPO_ROOT / "target" / "debug" / "bucketdb")
-
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 60.0
-LISTENING = re.compile(r"^BucketDB node (\S+) listening on (http://\S+) ")
-ACCESS_LINE = re.compile(r"^\s+access key: (\S+)$")
-SECRET_LINE = re.compile(r"^\s+secret key: (\S+)$")
 
 
 # ---------------------------------------------------------------------------------------
@@ -59,98 +46,7 @@ def seed_example(BASE_URL, AUTH):
 
 
 # ---------------------------------------------------------------------------------------
-# The server process.
-
-
-class Node:
-    def __init__(self, tmp_path, generation):
-        self.data = tmp_path / "data"
-        self.meta = tmp_path / "meta"
-        self.log_path = tmp_path / f"node-{generation}.log"
-        self.access_key = None
-        self.secret_key = None
-        self.base_url = None
-        self.node_id = None
-        self.stdout_lines = []
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("BUCKETDB_") or k == "BUCKETDB_LOG"
-        }
-        if not os.access(BIN, os.X_OK):
-            pytest.fail(f"bucketdb binary not found at {BIN} (run `cargo build` or set BUCKETDB_BIN)")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [
-                BIN,
-                "server",
-                "--storage-path", str(self.data),
-                "--metadata-path", str(self.meta),
-                "--http-addr", "127.0.0.1:0",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            text=True,
-        )
-        self._lines = queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
-        try:
-            self._wait_listening()
-        except BaseException:
-            self.kill()
-            raise
-
-    def _drain(self):
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def _wait_listening(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"bucketdb did not report its address in {START_TIMEOUT}s; log:\n{self.log()}")
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                pytest.fail(f"bucketdb exited before listening; log:\n{self.log()}")
-            self.stdout_lines.append(line)
-            if m := ACCESS_LINE.match(line):
-                self.access_key = m.group(1)
-            elif m := SECRET_LINE.match(line):
-                self.secret_key = m.group(1)
-            elif m := LISTENING.match(line):
-                self.node_id = m.group(1)
-                self.base_url = m.group(2)
-                return
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        """SIGTERM; returns the exit code (graceful shutdown should give 0)."""
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"bucketdb did not exit {STOP_TIMEOUT}s after SIGTERM; log:\n{self.log()}")
-        finally:
-            self._log.close()
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+# The server process: `Node` from conftest.py (free loopback ports for REST and S3).
 
 
 @pytest.fixture

@@ -36,7 +36,21 @@ pub fn s3_error(e: ObjectError) -> S3Error {
             );
         }
     };
-    S3Error::with_message(code, e.to_string())
+    let mut err = S3Error::with_message(code, e.to_string());
+    if let O::InvalidRange { size } = e {
+        // S3 answers 416 with `Content-Range: bytes */size`. The headers set here replace
+        // the error response's own, so the XML content type is repeated.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/xml"),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}")) {
+            headers.insert(http::header::CONTENT_RANGE, v);
+        }
+        err.set_headers(headers);
+    }
+    err
 }
 
 /// `?` on object-service results inside S3 handlers.

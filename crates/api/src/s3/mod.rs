@@ -16,10 +16,10 @@ use axum::error_handling::HandleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bucketdb_object::ObjectService;
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::*;
 use s3s::service::S3ServiceBuilder;
-use s3s::{S3, S3Request, S3Response, S3Result};
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::ApiState;
 
@@ -83,6 +83,82 @@ delegate! {
     list_multipart_uploads => op_list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput;
 }
 
+/// Longest lifetime of a presigned URL (7 days, as S3).
+pub const PRESIGNED_EXPIRY_MAX_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// An S3 XML error response.
+fn xml_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{}</RequestId></Error>",
+        crate::observe::current_request_id()
+    );
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/xml")],
+        body,
+    )
+        .into_response()
+}
+
+/// What s3s would accept but BucketDB refuses: Signature Version 2 (header or query) and
+/// presigned URLs valid for more than seven days.
+async fn refuse_unsupported_auth(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let v2_header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS "));
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let has = |name: &str| query.iter().any(|(k, _)| k == name);
+    if v2_header || (has("AWSAccessKeyId") && has("Signature")) {
+        return xml_error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Signature Version 2 is not supported; sign requests with Signature Version 4",
+        );
+    }
+    if let Some((_, expires)) = query.iter().find(|(k, _)| k == "X-Amz-Expires") {
+        match expires.parse::<u64>() {
+            Ok(secs) if secs <= PRESIGNED_EXPIRY_MAX_SECS => {}
+            _ => {
+                return xml_error(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires must be a number of seconds from 0 to 604800",
+                );
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// The root credentials. An unknown access key is S3's `InvalidAccessKeyId` (s3s's
+/// `SimpleAuth` would answer `NotSignedUp`, which S3 clients do not expect).
+struct RootAuth {
+    access_key: String,
+    secret_key: SecretKey,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for RootAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if access_key == self.access_key {
+            Ok(self.secret_key.clone())
+        } else {
+            Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            ))
+        }
+    }
+}
+
 async fn http_error(err: s3s::HttpError) -> Response {
     tracing::error!(error = ?err, "S3 request could not be processed");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -100,10 +176,10 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
     let mut builder = S3ServiceBuilder::new(S3Api {
         svc: state.service.clone(),
     });
-    builder.set_auth(SimpleAuth::from_single(
-        state.credentials.access_key.clone(),
-        state.credentials.secret_key.clone(),
-    ));
+    builder.set_auth(RootAuth {
+        access_key: state.credentials.access_key.clone(),
+        secret_key: SecretKey::from(state.credentials.secret_key.clone()),
+    });
     if let Some(domain) = &settings.domain {
         let host = s3s::host::SingleDomain::new(domain).map_err(|e| format!("s3_domain: {e}"))?;
         builder.set_host(host);
@@ -111,6 +187,7 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
     let service = HandleError::new(builder.build(), http_error);
     Ok(Router::new()
         .fallback_service(service)
+        .layer(axum::middleware::from_fn(refuse_unsupported_auth))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::observe::observe_s3,

@@ -1,0 +1,134 @@
+//! aws-sdk-s3 helpers for the S3 API tests: a client pointed at a test server's S3 port
+//! (path style, plain HTTP on loopback, no retries) and the S3 error code and HTTP status
+//! of a failed call. Included by the S3 test files next to `common`.
+
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+
+use crate::common::{ACCESS_KEY, SECRET_KEY, TestServer};
+
+/// The region the test clients sign for.
+pub const REGION: &str = "us-east-1";
+
+/// An S3 client for `addr` signing with the given keys.
+pub fn client_with_keys(addr: SocketAddr, access_key: &str, secret_key: &str) -> Client {
+    let credentials = Credentials::new(access_key, secret_key, None, None, "bucketdb-tests");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .credentials_provider(credentials)
+        .region(Region::new(REGION))
+        .endpoint_url(format!("http://{addr}"))
+        .force_path_style(true)
+        // A failure must surface as it is, not be hidden (or slowed down) by retries.
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+/// An S3 client for the test server with its root credentials.
+pub fn client(s: &TestServer) -> Client {
+    client_with_keys(s.s3_addr, ACCESS_KEY, SECRET_KEY)
+}
+
+/// A test server and an S3 client for it.
+pub async fn start() -> (TestServer, Client) {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    (s, c)
+}
+
+/// A failed S3 call: the HTTP status and the S3 error code and message, if the body had them.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u16,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The failure of a call that must fail (panics on success or on a failure without an
+/// HTTP response, such as a connection error).
+pub fn failure<T, E>(r: Result<T, SdkError<E, HttpResponse>>) -> Failure
+where
+    T: Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let e = match r {
+        Ok(v) => panic!("expected the call to fail, it succeeded: {v:?}"),
+        Err(e) => e,
+    };
+    let Some(raw) = e.raw_response() else {
+        panic!(
+            "the call failed without an HTTP response: {}",
+            DisplayErrorContext(&e)
+        );
+    };
+    Failure {
+        status: raw.status().as_u16(),
+        code: e.code().map(str::to_string),
+        message: e.message().map(str::to_string),
+    }
+}
+
+/// Assert that the call failed with `status` and S3 error `code`.
+#[track_caller]
+pub fn assert_fails<T, E>(r: Result<T, SdkError<E, HttpResponse>>, status: u16, code: &str)
+where
+    T: Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let f = failure(r);
+    assert_eq!(
+        (f.status, f.code.as_deref()),
+        (status, Some(code)),
+        "unexpected failure {f:?}"
+    );
+}
+
+/// The whole body of a GetObject response.
+pub async fn body(out: GetObjectOutput) -> Vec<u8> {
+    out.body
+        .collect()
+        .await
+        .expect("object body")
+        .into_bytes()
+        .to_vec()
+}
+
+/// An ETag as S3 sends it: the MD5 (or multipart hash) in double quotes.
+pub fn quoted(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
+
+/// Decode `%XX` escapes (and nothing else) of an `encoding-type=url` listing value.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("ascii escape");
+            out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("decoded value is UTF-8")
+}

@@ -1,0 +1,237 @@
+"""Shared helpers for the Python client tests: the real `bucketdb server` process.
+
+The binary comes from env BUCKETDB_BIN (default <repo>/target/debug/bucketdb). Each node
+runs on fresh temp dirs with free loopback ports (127.0.0.1:0 for both the REST API and
+the S3 API); the addresses are read from what the server prints on stdout.
+"""
+
+import os
+import pathlib
+import queue
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("BUCKETDB_BIN") or str(REPO_ROOT / "target" / "debug" / "bucketdb")
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+LISTENING = re.compile(r"^BucketDB node (\S+) listening on (http://\S+) ")
+S3_LISTENING = re.compile(r"^S3 API listening on (http://\S+)$")
+ACCESS_LINE = re.compile(r"^\s+access key: (\S+)$")
+SECRET_LINE = re.compile(r"^\s+secret key: (\S+)$")
+
+
+class Node:
+    """A `bucketdb server` process on `tmp_path/data` and `tmp_path/meta`.
+
+    `base_url` is the REST API, `s3_url` the S3 API. With `access_key`/`secret_key` given
+    the node uses them; otherwise it generates root credentials on first start and the
+    ones it prints are picked up (None on a restart, where nothing is printed).
+    """
+
+    def __init__(self, tmp_path, generation, access_key=None, secret_key=None, extra_args=(), log_filter=None):
+        self.data = tmp_path / "data"
+        self.meta = tmp_path / "meta"
+        self.log_path = tmp_path / f"node-{generation}.log"
+        self.access_key = None
+        self.secret_key = None
+        self.base_url = None
+        self.s3_url = None
+        self.node_id = None
+        self.stdout_lines = []
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("BUCKETDB_") or k == "BUCKETDB_LOG"
+        }
+        if log_filter is not None:
+            env["BUCKETDB_LOG"] = log_filter
+        if not os.access(BIN, os.X_OK):
+            pytest.fail(f"bucketdb binary not found at {BIN} (run `cargo build` or set BUCKETDB_BIN)")
+        args = [
+            BIN,
+            "server",
+            "--storage-path", str(self.data),
+            "--metadata-path", str(self.meta),
+            "--http-addr", "127.0.0.1:0",
+            "--s3-addr", "127.0.0.1:0",
+        ]
+        if access_key is not None:
+            args += ["--access-key", access_key, "--secret-key", secret_key]
+            self.access_key, self.secret_key = access_key, secret_key
+        args += list(extra_args)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
+        )
+        self._lines = queue.Queue()
+        threading.Thread(target=self._drain, daemon=True).start()
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def _wait_listening(self):
+        """Reads stdout up to the S3 line (printed after the REST API's line)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"bucketdb did not report its addresses in {START_TIMEOUT}s; log:\n{self.log()}")
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                pytest.fail(f"bucketdb exited before listening; log:\n{self.log()}")
+            self.stdout_lines.append(line)
+            if m := ACCESS_LINE.match(line):
+                self.access_key = m.group(1)
+            elif m := SECRET_LINE.match(line):
+                self.secret_key = m.group(1)
+            elif m := LISTENING.match(line):
+                self.node_id = m.group(1)
+                self.base_url = m.group(2)
+            elif m := S3_LISTENING.match(line):
+                self.s3_url = m.group(1)
+                if self.base_url is None:
+                    pytest.fail(f"S3 address printed before the REST API's: {self.stdout_lines}")
+                return
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines=60):
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def stop(self):
+        """SIGTERM; returns the exit code (graceful shutdown should give 0)."""
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"bucketdb did not exit {STOP_TIMEOUT}s after SIGTERM; log:\n{self.log()}")
+        finally:
+            self._log.close()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+# ---------------------------------------------------------------------------------------
+# TLS in front of the S3 API. Over plain http boto3/awscli sign the payload and send
+# checksums as headers; only over https do they switch to what they send to AWS by
+# default: `aws-chunked` bodies with `STREAMING-UNSIGNED-PAYLOAD-TRAILER` and the checksum
+# in a trailer. This proxy terminates TLS with a throwaway self-signed certificate and
+# passes the bytes through unchanged (the Host header, hence the signature, is untouched).
+
+
+def make_self_signed_cert(directory):
+    """(cert.pem, key.pem) for 127.0.0.1 via the openssl CLI; None if it is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "2",
+            "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class TlsProxy:
+    def __init__(self, upstream_url, cert, key):
+        host, port = upstream_url.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.ca_bundle = str(cert)
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            conn.settimeout(120)
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            up = socket.create_connection(self.upstream)
+        except (OSError, ssl.SSLError):
+            conn.close()
+            return
+        done = threading.Event()
+
+        def pump(src, dst):
+            try:
+                while True:
+                    buf = src.recv(256 * 1024)
+                    if not buf:
+                        break
+                    dst.sendall(buf)
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=pump, args=(up, tls), daemon=True).start()
+        pump_thread = threading.Thread(target=pump, args=(tls, up), daemon=True)
+        pump_thread.start()
+        done.wait()
+        for s in (tls, up):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self._closed = True
+        self.listener.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the item (`item.rep_call`), so fixtures can tell in
+    their teardown whether the test failed (and then print the server's log)."""
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
