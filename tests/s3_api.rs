@@ -516,6 +516,40 @@ async fn object_upload_with_sdk_default_checksums() {
     }
 }
 
+/// A checksum header that does not match the body is refused and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_wrong_checksum_header_is_bad_digest() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    // CRC32 of "abc" is 0x352441c2; "AAAAAA==" (0) is wrong for it.
+    let f = failure(
+        c.put_object()
+            .bucket("bkt")
+            .key("k")
+            .checksum_crc32("AAAAAA==")
+            .body(ByteStream::from_static(b"abc"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (f.status, f.code.as_deref()),
+        (400, Some("BadDigest")),
+        "{f:?}"
+    );
+    let f = failure(c.head_object().bucket("bkt").key("k").send().await);
+    assert_eq!(f.status, 404, "nothing stored: {f:?}");
+    // The right value is accepted.
+    c.put_object()
+        .bucket("bkt")
+        .key("k")
+        .checksum_crc32("NSRBwg==")
+        .body(ByteStream::from_static(b"abc"))
+        .send()
+        .await
+        .expect("matching CRC32");
+    assert_eq!(get(&c, "bkt", "k").await, b"abc");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_wrong_content_md5_is_bad_digest_and_stores_nothing() {
     let (_s, c) = s3::start().await;

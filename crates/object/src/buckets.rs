@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bucketdb_store::keys::{bucket_prefix, prefix_end};
-use bucketdb_store::records::{BucketRecord, Versioning, decode, encode};
+use bucketdb_store::records::{BucketConfig, BucketRecord, Versioning, decode, encode};
 use bucketdb_store::{KvRead, KvWrite, Table};
 
 use crate::ObjectService;
@@ -127,7 +127,43 @@ impl ObjectService {
                     return Err(ObjectError::BucketNotEmpty(name));
                 }
                 kv.delete(Table::Buckets, name.as_bytes())?;
+                kv.delete(Table::BucketConfig, name.as_bytes())?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// The bucket's optional settings (defaults when none were set).
+    pub fn bucket_config(&self, name: &str) -> Result<BucketConfig> {
+        validate_bucket_name(name)?;
+        let kv = self.cluster.meta().read()?;
+        load_bucket(kv.as_ref(), name)?;
+        Ok(match kv.get(Table::BucketConfig, name.as_bytes())? {
+            Some(v) => decode(&v)?,
+            None => BucketConfig::default(),
+        })
+    }
+
+    /// Change the bucket's optional settings.
+    pub async fn update_bucket_config(
+        self: &Arc<Self>,
+        name: &str,
+        change: impl FnOnce(&mut BucketConfig) -> Result<()> + Send + 'static,
+    ) -> Result<BucketConfig> {
+        validate_bucket_name(name)?;
+        let name = name.to_string();
+        self.cluster
+            .meta()
+            .write(move |kv| -> Result<_> {
+                load_bucket(kv, &name)?;
+                let mut c: BucketConfig = match kv.get(Table::BucketConfig, name.as_bytes())? {
+                    Some(v) => decode(&v)?,
+                    None => BucketConfig::default(),
+                };
+                change(&mut c)?;
+                crate::names::validate_tags(&c.tags)?;
+                kv.put(Table::BucketConfig, name.as_bytes(), &encode(&c)?)?;
+                Ok(c)
             })
             .await
     }

@@ -54,6 +54,15 @@ pub struct BucketRecord {
     pub lifecycle: Vec<LifecycleRule>,
 }
 
+/// Optional settings of a bucket, kept apart from `BucketRecord` so that new settings
+/// do not change the bucket record's format.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketConfig {
+    /// Anyone may read objects (GET/HEAD) and list the bucket without credentials.
+    pub public_read: bool,
+    pub tags: Vec<(String, String)>,
+}
+
 /// Where an object's bytes live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {

@@ -2,7 +2,9 @@
 //! `aws-chunked` bodies with checksum trailers) and writes S3 XML; [`S3Api`] maps each
 //! operation onto the object service. One file per family of operations.
 
+mod bucket_config;
 mod buckets;
+mod checksum;
 mod convert;
 mod error;
 mod list;
@@ -16,8 +18,10 @@ use axum::error_handling::HandleError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bucketdb_object::ObjectService;
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto::*;
+use s3s::path::S3Path;
 use s3s::service::S3ServiceBuilder;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
@@ -81,6 +85,55 @@ delegate! {
     abort_multipart_upload => op_abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
     list_parts => op_list_parts: ListPartsInput => ListPartsOutput;
     list_multipart_uploads => op_list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput;
+    upload_part_copy => op_upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput;
+    put_bucket_acl => op_put_bucket_acl: PutBucketAclInput => PutBucketAclOutput;
+    get_bucket_acl => op_get_bucket_acl: GetBucketAclInput => GetBucketAclOutput;
+    get_bucket_tagging => op_get_bucket_tagging: GetBucketTaggingInput => GetBucketTaggingOutput;
+    put_bucket_tagging => op_put_bucket_tagging: PutBucketTaggingInput => PutBucketTaggingOutput;
+    delete_bucket_tagging => op_delete_bucket_tagging: DeleteBucketTaggingInput => DeleteBucketTaggingOutput;
+}
+
+/// Who may do what: the root credentials anything; anonymous requesters only read
+/// (GET/HEAD objects, list) buckets switched to public-read.
+struct Access {
+    svc: Arc<ObjectService>,
+}
+
+/// Operations anonymous requesters may perform on a public-read bucket.
+const PUBLIC_READ_OPS: &[&str] = &[
+    "GetObject",
+    "HeadObject",
+    "ListObjects",
+    "ListObjectsV2",
+    "HeadBucket",
+];
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        if cx.credentials().is_some() {
+            return Ok(());
+        }
+        let bucket = match cx.s3_path() {
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket.to_string(),
+            S3Path::Root => {
+                return Err(s3s::s3_error!(
+                    AccessDenied,
+                    "Anonymous access is not allowed"
+                ));
+            }
+        };
+        let readable = PUBLIC_READ_OPS.contains(&cx.s3_op().name())
+            && self.svc.bucket_config(&bucket).is_ok_and(|c| c.public_read);
+        if readable {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed"
+            ))
+        }
+    }
 }
 
 /// Longest lifetime of a presigned URL (7 days, as S3).
@@ -174,6 +227,9 @@ pub struct S3Settings {
 /// The S3 application (no socket).
 pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, String> {
     let mut builder = S3ServiceBuilder::new(S3Api {
+        svc: state.service.clone(),
+    });
+    builder.set_access(Access {
         svc: state.service.clone(),
     });
     builder.set_auth(RootAuth {

@@ -49,7 +49,12 @@ impl S3Api {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let i = req.input;
+        let S3Request {
+            input: i,
+            headers,
+            trailing_headers,
+            ..
+        } = req;
         let n = part_number(i.part_number)?;
         let declared = i
             .content_length
@@ -64,11 +69,13 @@ impl S3Api {
             )),
             None => futures::future::Either::Right(futures::stream::empty()),
         };
-        let part = self
-            .svc
-            .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, declared)
-            .await
-            .s3()?;
+        let (body, mismatch) = super::checksum::verify(&headers, trailing_headers, body);
+        let part = super::checksum::checked(
+            self.svc
+                .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, declared)
+                .await,
+            &mismatch,
+        )?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
             ..Default::default()
@@ -205,6 +212,87 @@ impl S3Api {
             },
             next_upload_id_marker: if truncated { next.map(|n| n.1) } else { None },
             uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+
+    /// A part whose bytes come from (a range of) an existing object.
+    pub(super) async fn op_upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        let n = part_number(i.part_number)?;
+        let CopySource::Bucket {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: src_version,
+        } = &i.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access point copy sources are not supported"
+            ));
+        };
+        let range = match i.copy_source_range.as_deref() {
+            None => None,
+            Some(r) => match crate::range::parse_range(r) {
+                Ok(Some(bucketdb_object::RangeSpec::From {
+                    start,
+                    end: Some(end),
+                })) => Some(bucketdb_object::RangeSpec::From {
+                    start,
+                    end: Some(end),
+                }),
+                _ => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "x-amz-copy-source-range must be bytes=first-last"
+                    ));
+                }
+            },
+        };
+        let cond = bucketdb_object::Conditions {
+            if_match: i
+                .copy_source_if_match
+                .as_ref()
+                .map(super::convert::condition),
+            if_none_match: i
+                .copy_source_if_none_match
+                .as_ref()
+                .map(super::convert::condition),
+            if_modified_since: i
+                .copy_source_if_modified_since
+                .as_ref()
+                .map(super::convert::unix_secs),
+            if_unmodified_since: i
+                .copy_source_if_unmodified_since
+                .as_ref()
+                .map(super::convert::unix_secs),
+        };
+        let reader = self
+            .svc
+            .get_object(src_bucket, src_key, src_version.as_deref(), range, &cond)
+            .await
+            .map_err(|e| match e {
+                bucketdb_object::ObjectError::NotModified { .. } => s3_error!(PreconditionFailed),
+                other => super::error::s3_error(other),
+            })?;
+        let length = reader.content_length();
+        let source_version = version_id(&reader.record);
+        let body = futures::TryStreamExt::map_err(reader.body, std::io::Error::other);
+        let part = self
+            .svc
+            .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, Some(length))
+            .await
+            .s3()?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(part.etag)),
+                last_modified: Some(timestamp(part.created_ms)),
+                ..Default::default()
+            }),
+            copy_source_version_id: source_version,
             ..Default::default()
         }))
     }

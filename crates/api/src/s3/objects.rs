@@ -48,7 +48,7 @@ pub(super) fn tagging_header(v: Option<&str>) -> S3Result<Vec<(String, String)>>
     }
 }
 
-fn tags_in(tagging: Tagging) -> Vec<(String, String)> {
+pub(super) fn tags_in(tagging: Tagging) -> Vec<(String, String)> {
     tagging
         .tag_set
         .into_iter()
@@ -56,7 +56,7 @@ fn tags_in(tagging: Tagging) -> Vec<(String, String)> {
         .collect()
 }
 
-fn tags_out(tags: Vec<(String, String)>) -> TagSet {
+pub(super) fn tags_out(tags: Vec<(String, String)>) -> TagSet {
     tags.into_iter()
         .map(|(k, v)| Tag {
             key: Some(k),
@@ -97,7 +97,12 @@ impl S3Api {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let i = req.input;
+        let S3Request {
+            input: i,
+            headers,
+            trailing_headers,
+            ..
+        } = req;
         let declared = i
             .content_length
             .map(|l| {
@@ -113,11 +118,12 @@ impl S3Api {
             content_md5: content_md5(i.content_md5.as_deref())?,
             write_conditions: conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), None, None),
         };
-        let rec = self
-            .svc
-            .put_object(&i.bucket, &i.key, body_stream(i.body), opts)
-            .await
-            .s3()?;
+        let (body, mismatch) =
+            super::checksum::verify(&headers, trailing_headers, body_stream(i.body));
+        let rec = super::checksum::checked(
+            self.svc.put_object(&i.bucket, &i.key, body, opts).await,
+            &mismatch,
+        )?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&rec)),
             version_id: version_id(&rec),

@@ -29,12 +29,14 @@ pub enum Table {
     Parts,
     /// chunk id → reference count
     Chunks,
-    /// chunk id → () : chunks no longer referenced, waiting for GC
+    /// `queued_ms ++ chunk id` → () : chunks no longer referenced, waiting for GC
     GcQueue,
+    /// bucket name → `BucketConfig` (optional settings: public read, tags)
+    BucketConfig,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Buckets,
         Table::Current,
         Table::Versions,
@@ -43,6 +45,7 @@ impl Table {
         Table::Parts,
         Table::Chunks,
         Table::GcQueue,
+        Table::BucketConfig,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Table {
             Table::Parts => "parts",
             Table::Chunks => "chunks",
             Table::GcQueue => "gc_queue",
+            Table::BucketConfig => "bucket_config",
         }
     }
 }

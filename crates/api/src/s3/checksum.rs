@@ -1,0 +1,231 @@
+//! `x-amz-checksum-*` verification: values given as request headers, or as `aws-chunked`
+//! trailers named by `x-amz-trailer`, are checked against the body as it streams into
+//! the object service. A mismatch ends the body with an error, so nothing is stored, and
+//! the operation answers `BadDigest`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::HeaderMap;
+use s3s::checksum::ChecksumHasher;
+use s3s::{S3Error, S3Result, TrailingHeaders, s3_error};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Algo {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+const ALGOS: [Algo; 5] = [
+    Algo::Crc32,
+    Algo::Crc32c,
+    Algo::Crc64Nvme,
+    Algo::Sha1,
+    Algo::Sha256,
+];
+
+impl Algo {
+    fn header(self) -> &'static str {
+        match self {
+            Algo::Crc32 => "x-amz-checksum-crc32",
+            Algo::Crc32c => "x-amz-checksum-crc32c",
+            Algo::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Algo::Sha1 => "x-amz-checksum-sha1",
+            Algo::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Algo::Crc32 => "CRC32",
+            Algo::Crc32c => "CRC32C",
+            Algo::Crc64Nvme => "CRC64NVME",
+            Algo::Sha1 => "SHA1",
+            Algo::Sha256 => "SHA256",
+        }
+    }
+
+    fn from_header(name: &str) -> Option<Algo> {
+        ALGOS
+            .into_iter()
+            .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn enable(self, h: &mut ChecksumHasher) {
+        match self {
+            Algo::Crc32 => h.crc32 = Some(Default::default()),
+            Algo::Crc32c => h.crc32c = Some(Default::default()),
+            Algo::Crc64Nvme => h.crc64nvme = Some(Default::default()),
+            Algo::Sha1 => h.sha1 = Some(Default::default()),
+            Algo::Sha256 => h.sha256 = Some(Default::default()),
+        }
+    }
+
+    fn computed(self, c: &s3s::dto::Checksum) -> Option<&str> {
+        match self {
+            Algo::Crc32 => c.checksum_crc32.as_deref(),
+            Algo::Crc32c => c.checksum_crc32c.as_deref(),
+            Algo::Crc64Nvme => c.checksum_crc64nvme.as_deref(),
+            Algo::Sha1 => c.checksum_sha1.as_deref(),
+            Algo::Sha256 => c.checksum_sha256.as_deref(),
+        }
+    }
+}
+
+/// Set once a verified body turned out not to match a declared checksum.
+#[derive(Clone, Default)]
+pub struct Mismatch(Arc<Mutex<Option<Algo>>>);
+
+impl Mismatch {
+    /// The `BadDigest` error to answer with, if the body did not match.
+    pub fn error(&self) -> Option<S3Error> {
+        let algo = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(s3_error!(
+            BadDigest,
+            "The {} you specified did not match the calculated checksum.",
+            algo.name()
+        ))
+    }
+
+    fn set(&self, algo: Algo) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(algo);
+    }
+}
+
+/// The body stream, checked against the checksums the request declares.
+pub struct Verified<S> {
+    inner: S,
+    hasher: Option<ChecksumHasher>,
+    /// Values given as headers.
+    expected: Vec<(Algo, String)>,
+    /// Algorithms whose values arrive as trailers.
+    trailed: Vec<Algo>,
+    trailers: Option<TrailingHeaders>,
+    mismatch: Mismatch,
+    done: bool,
+}
+
+/// Wrap `body` so that it fails at its end unless it matches every `x-amz-checksum-*`
+/// header and every checksum trailer announced in `x-amz-trailer`.
+pub fn verify<S>(
+    headers: &HeaderMap,
+    trailers: Option<TrailingHeaders>,
+    body: S,
+) -> (Verified<S>, Mismatch) {
+    let expected: Vec<(Algo, String)> = ALGOS
+        .into_iter()
+        .filter_map(|a| {
+            let v = headers.get(a.header())?.to_str().ok()?;
+            Some((a, v.trim().to_string()))
+        })
+        .collect();
+    let trailed: Vec<Algo> = headers
+        .get_all("x-amz-trailer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(Algo::from_header)
+        .collect();
+    let hasher = (!expected.is_empty() || !trailed.is_empty()).then(|| {
+        let mut h = ChecksumHasher::default();
+        for a in expected
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(trailed.iter().copied())
+        {
+            a.enable(&mut h);
+        }
+        h
+    });
+    let mismatch = Mismatch::default();
+    (
+        Verified {
+            inner: body,
+            hasher,
+            expected,
+            trailed,
+            trailers,
+            mismatch: mismatch.clone(),
+            done: false,
+        },
+        mismatch,
+    )
+}
+
+impl<S> Verified<S> {
+    /// The first declared checksum the body does not match.
+    fn first_mismatch(&mut self, sums: &s3s::dto::Checksum) -> Option<Algo> {
+        for (a, want) in &self.expected {
+            if a.computed(sums) != Some(want.as_str()) {
+                return Some(*a);
+            }
+        }
+        for a in &self.trailed {
+            let got = self.trailers.as_ref().and_then(|t| {
+                t.read(|h| {
+                    h.get(a.header())
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v.trim().to_string())
+                })
+                .flatten()
+            });
+            // A trailer that was announced but never came cannot be verified.
+            if got.is_none() || a.computed(sums) != got.as_deref() {
+                return Some(*a);
+            }
+        }
+        None
+    }
+}
+
+impl<S> Stream for Verified<S>
+where
+    S: Stream<Item = io::Result<Bytes>> + Unpin,
+{
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match futures::ready!(self.inner.poll_next_unpin(cx)) {
+            Some(Ok(bytes)) => {
+                if let Some(h) = self.hasher.as_mut() {
+                    h.update(&bytes);
+                }
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                self.done = true;
+                let Some(h) = self.hasher.take() else {
+                    return Poll::Ready(None);
+                };
+                let sums = h.finalize();
+                match self.first_mismatch(&sums) {
+                    None => Poll::Ready(None),
+                    Some(a) => {
+                        self.mismatch.set(a);
+                        Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("the body does not match its {}", a.name()),
+                        ))))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An object-service result of a verified upload: `BadDigest` when the body failed its
+/// checksum (the service saw only a broken body), else the service's own error.
+pub fn checked<T>(r: Result<T, bucketdb_object::ObjectError>, m: &Mismatch) -> S3Result<T> {
+    r.map_err(|e| m.error().unwrap_or_else(|| super::error::s3_error(e)))
+}
