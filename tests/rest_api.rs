@@ -1080,3 +1080,51 @@ async fn if_match_compares_strongly_and_if_none_match_weakly() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_read_buckets_serve_anonymous_gets_only() {
+    let s = TestServer::start().await;
+    s.put_object("public-stuff", "page.html", b"<h1>hi</h1>")
+        .await;
+    let anon_get = || {
+        s.anon(Method::GET, "/objects/public-stuff/page.html")
+            .send()
+    };
+    assert_eq!(anon_get().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    let resp = s
+        .put("/acl/public-stuff")
+        .json(&json!({"publicRead": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = anon_get().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"<h1>hi</h1>");
+    // Reading is all: no anonymous writes, deletes or listings of other buckets.
+    let resp = s
+        .anon(Method::POST, "/objects/public-stuff/new.txt")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = s
+        .anon(Method::DELETE, "/objects/public-stuff/page.html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = s.anon(Method::GET, "/buckets").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    s.put("/acl/public-stuff")
+        .json(&json!({"publicRead": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon_get().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let j = json_of(s.get("/acl/public-stuff").send().await.unwrap()).await;
+    assert_eq!(j["publicRead"], json!(false));
+}

@@ -23,7 +23,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::{ACCESS_KEY, SECRET_KEY, TestServer, md5_hex, random_bytes, sha256_hex};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
-use s3::{assert_fails, body, client_with_keys, failure, quoted};
+use s3::{Proxy, assert_fails, body, client_with_keys, failure, quoted};
 
 const MIB: usize = 1024 * 1024;
 
@@ -514,6 +514,93 @@ async fn object_upload_with_sdk_default_checksums() {
             .unwrap_or_else(|e| panic!("upload with {key} checksum: {e:?}"));
         assert_eq!(sha256_hex(&get(&c, "bkt", key).await), sha256_hex(&data));
     }
+}
+
+/// What the SDK puts on the wire for a streamed body: `aws-chunked` with the CRC32 in a
+/// trailer, which the server accepts and checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_streamed_upload_sends_aws_chunked_crc32_trailer() {
+    let (s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    let proxy = Proxy::start(s.s3_addr, None).await;
+    let via = client_with_keys(proxy.addr, ACCESS_KEY, SECRET_KEY);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.bin");
+    let data = random_bytes(300 * 1024, 31);
+    std::fs::write(&path, &data).unwrap();
+    via.put_object()
+        .bucket("bkt")
+        .key("chunked")
+        .body(ByteStream::from_path(&path).await.unwrap())
+        .send()
+        .await
+        .expect("aws-chunked upload");
+    let wire = proxy.sent_text().to_ascii_lowercase();
+    let head = &wire[..wire.find("\r\n\r\n").expect("request head")];
+    eprintln!("{head}");
+    eprintln!("{}", &wire[wire.len().saturating_sub(200)..]);
+    assert!(head.contains("content-encoding: aws-chunked"), "{head}");
+    assert!(
+        head.contains("x-amz-trailer: x-amz-checksum-crc32"),
+        "{head}"
+    );
+    assert!(
+        wire.contains("\r\nx-amz-checksum-crc32:"),
+        "the trailer is sent"
+    );
+    assert_eq!(
+        sha256_hex(&get(&c, "bkt", "chunked").await),
+        sha256_hex(&data)
+    );
+}
+
+/// A body changed after the SDK computed its checksum (here: on the wire, between the
+/// client and the server) is refused with BadDigest, for trailers and headers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_corrupted_body_fails_its_checksum() {
+    let (s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    let proxy = Proxy::start(
+        s.s3_addr,
+        Some((b"CORRUPT-ME-PLEASE", b"CORRUPTED-ON-WIRE")),
+    )
+    .await;
+    let via = client_with_keys(proxy.addr, ACCESS_KEY, SECRET_KEY);
+    let mut data = random_bytes(100 * 1024, 32);
+    data.extend_from_slice(b"CORRUPT-ME-PLEASE");
+    data.extend_from_slice(&random_bytes(1000, 33));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.bin");
+    std::fs::write(&path, &data).unwrap();
+    let f = failure(
+        via.put_object()
+            .bucket("bkt")
+            .key("streamed")
+            .body(ByteStream::from_path(&path).await.unwrap())
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (f.status, f.code.as_deref()),
+        (400, Some("BadDigest")),
+        "{f:?}"
+    );
+    let f = failure(c.head_object().bucket("bkt").key("streamed").send().await);
+    assert_eq!(f.status, 404, "nothing stored: {f:?}");
+
+    let f = failure(
+        via.put_object()
+            .bucket("bkt")
+            .key("in-memory")
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await,
+    );
+    eprintln!("in-memory: {f:?}");
+    assert_eq!(f.status, 400, "{f:?}");
+    let f = failure(c.head_object().bucket("bkt").key("in-memory").send().await);
+    assert_eq!(f.status, 404, "nothing stored: {f:?}");
 }
 
 /// A checksum header that does not match the body is refused and nothing is stored.

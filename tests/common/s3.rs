@@ -132,3 +132,97 @@ pub fn percent_decode(s: &str) -> String {
     }
     String::from_utf8(out).expect("decoded value is UTF-8")
 }
+
+/// A TCP proxy on an ephemeral loopback port in front of `target`: it records every byte
+/// clients send and, when `rewrite` is given, replaces each occurrence of its first
+/// string by its second (of the same length) on the way, so a test can see exactly what
+/// the SDK puts on the wire or corrupt a body after it was signed and checksummed.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub sent: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr, rewrite: Option<(&[u8], &[u8])>) -> Proxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let rewrite = rewrite.map(|(a, b)| {
+            assert_eq!(a.len(), b.len(), "a rewrite keeps the length");
+            assert!(!a.is_empty());
+            (a.to_vec(), b.to_vec())
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy bind");
+        let addr = listener.local_addr().unwrap();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = sent.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let _ = cw.shutdown().await;
+                });
+                let rewrite = rewrite.clone();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    // Bytes held back because they may start a match split across reads.
+                    let mut pending: Vec<u8> = Vec::new();
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        recorded.lock().unwrap().extend_from_slice(&buf[..n]);
+                        pending.extend_from_slice(&buf[..n]);
+                        let mut keep = 0;
+                        if let Some((from, to)) = &rewrite {
+                            let mut i = 0;
+                            while i + from.len() <= pending.len() {
+                                if pending[i..i + from.len()] == from[..] {
+                                    pending[i..i + from.len()].copy_from_slice(to);
+                                    i += from.len();
+                                } else {
+                                    i += 1;
+                                }
+                            }
+                            // Hold back the longest tail that is a proper prefix of `from`.
+                            keep = (1..from.len())
+                                .rev()
+                                .find(|k| {
+                                    *k <= pending.len()
+                                        && pending[pending.len() - k..] == from[..*k]
+                                })
+                                .unwrap_or(0);
+                        }
+                        let send = pending.len() - keep;
+                        if sw.write_all(&pending[..send]).await.is_err() {
+                            break;
+                        }
+                        pending.drain(..send);
+                    }
+                    let _ = sw.write_all(&pending).await;
+                    let _ = sw.shutdown().await;
+                });
+            }
+        });
+        Proxy { addr, sent, task }
+    }
+
+    /// Everything sent through the proxy so far, as text (lossy).
+    pub fn sent_text(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned()
+    }
+}

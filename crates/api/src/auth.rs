@@ -129,7 +129,8 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-/// Middleware: nothing behind it runs without valid credentials.
+/// Middleware: nothing behind it runs without valid credentials, except reads of
+/// objects in buckets switched to public-read.
 pub async fn require_auth(
     State(state): State<Arc<ApiState>>,
     req: Request,
@@ -137,8 +138,33 @@ pub async fn require_auth(
 ) -> Response {
     match authenticate(&state, req.headers()) {
         Ok(()) => next.run(req).await,
+        Err(_)
+            if !req.headers().contains_key(header::AUTHORIZATION) && public_read(&state, &req) =>
+        {
+            next.run(req).await
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// An anonymous GET or HEAD of `/objects/<bucket>/<key>` where the bucket is public-read.
+fn public_read(state: &ApiState, req: &Request) -> bool {
+    if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+        return false;
+    }
+    let Some((bucket, key)) = req
+        .uri()
+        .path()
+        .strip_prefix("/objects/")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return false;
+    };
+    !key.is_empty()
+        && state
+            .service
+            .bucket_config(bucket)
+            .is_ok_and(|c| c.public_read)
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,8 @@ pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
         ("buckets", "PUT") => "CreateBucket",
         ("buckets", "DELETE") => "DeleteBucket",
         ("buckets", _) => "HeadBucket",
+        ("acl", "PUT") => "PutBucketAcl",
+        ("acl", _) => "GetBucketAcl",
         ("auth", _) => "CreateToken",
         ("health", _) => "Health",
         ("cluster", _) => "ClusterStatus",

@@ -56,6 +56,37 @@ pub async fn get_versioning(
     Ok(Json(json!({"bucket": bucket, "status": versioning_name(b.versioning)})).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AclBody {
+    public_read: bool,
+}
+
+/// `PUT /acl/:bucket {"publicRead": true}`: anyone may then GET and HEAD its objects.
+pub async fn put_acl(
+    State(state): State<Arc<ApiState>>,
+    BucketParam(bucket): BucketParam,
+    body: Body,
+) -> ApiResult<Response> {
+    let req: AclBody = read_json(body).await?;
+    let c = state
+        .service
+        .update_bucket_config(&bucket, move |c| {
+            c.public_read = req.public_read;
+            Ok(())
+        })
+        .await?;
+    Ok(Json(json!({"bucket": bucket, "publicRead": c.public_read})).into_response())
+}
+
+pub async fn get_acl(
+    State(state): State<Arc<ApiState>>,
+    BucketParam(bucket): BucketParam,
+) -> ApiResult<Response> {
+    let c = state.service.bucket_config(&bucket)?;
+    Ok(Json(json!({"bucket": bucket, "publicRead": c.public_read})).into_response())
+}
+
 /// The seed's rule JSON.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
                 .delete(config::delete_lifecycle),
         )
         .route("/multipart/{*path}", multipart::routes())
+        .route("/acl/{bucket}", put(config::put_acl).get(config::get_acl))
 }
 
 pub async fn not_found() -> ApiError {
