@@ -516,48 +516,88 @@ async fn object_upload_with_sdk_default_checksums() {
     }
 }
 
+/// Upload `data` from a file: a streamed body, which the SDK sends as `aws-chunked` with
+/// a CRC32 trailer (chunk-signed over `http://`; see [`s3::https_style_client`] for the
+/// unsigned form).
+async fn put_streamed(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+) -> Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::put_object::PutObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("body.bin");
+    std::fs::write(&path, data).unwrap();
+    c.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from_path(&path).await.unwrap())
+        .send()
+        .await
+}
+
+/// A client through `proxy`: plain (chunk-signed) or HTTPS-style (unsigned chunks).
+fn via(proxy: &Proxy, unsigned: bool) -> Client {
+    if unsigned {
+        s3::https_style_client(proxy.addr)
+    } else {
+        client_with_keys(proxy.addr, ACCESS_KEY, SECRET_KEY)
+    }
+}
+
+/// The request head and the end of the body as sent through `proxy` (lower-cased).
+fn wire(proxy: &Proxy) -> (String, String) {
+    let wire = proxy.sent_text().to_ascii_lowercase();
+    let end = wire.find("\r\n\r\n").expect("a request head");
+    let tail = wire[wire.len().saturating_sub(300)..].to_string();
+    (wire[..end].to_string(), tail)
+}
+
 /// What the SDK puts on the wire for a streamed body: `aws-chunked` with the CRC32 in a
-/// trailer, which the server accepts and checks.
+/// trailer, chunk-signed by default and unsigned on request; the server takes both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_streamed_upload_sends_aws_chunked_crc32_trailer() {
     let (s, c) = s3::start().await;
     create_bucket(&c, "bkt").await;
-    let proxy = Proxy::start(s.s3_addr, None).await;
-    let via = client_with_keys(proxy.addr, ACCESS_KEY, SECRET_KEY);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("body.bin");
-    let data = random_bytes(300 * 1024, 31);
-    std::fs::write(&path, &data).unwrap();
-    via.put_object()
-        .bucket("bkt")
-        .key("chunked")
-        .body(ByteStream::from_path(&path).await.unwrap())
-        .send()
-        .await
-        .expect("aws-chunked upload");
-    let wire = proxy.sent_text().to_ascii_lowercase();
-    let head = &wire[..wire.find("\r\n\r\n").expect("request head")];
-    eprintln!("{head}");
-    eprintln!("{}", &wire[wire.len().saturating_sub(200)..]);
-    assert!(head.contains("content-encoding: aws-chunked"), "{head}");
-    assert!(
-        head.contains("x-amz-trailer: x-amz-checksum-crc32"),
-        "{head}"
-    );
-    assert!(
-        wire.contains("\r\nx-amz-checksum-crc32:"),
-        "the trailer is sent"
-    );
-    assert_eq!(
-        sha256_hex(&get(&c, "bkt", "chunked").await),
-        sha256_hex(&data)
-    );
+    for unsigned in [false, true] {
+        let proxy = Proxy::start(s.s3_addr, None).await;
+        let data = random_bytes(300 * 1024, 31);
+        let key = format!("chunked-{unsigned}");
+        put_streamed(&via(&proxy, unsigned), "bkt", &key, &data)
+            .await
+            .unwrap_or_else(|e| panic!("aws-chunked upload (unsigned: {unsigned}): {e:?}"));
+        let (head, tail) = wire(&proxy);
+        assert!(head.contains("content-encoding: aws-chunked"), "{head}");
+        assert!(
+            head.contains("x-amz-trailer: x-amz-checksum-crc32"),
+            "{head}"
+        );
+        let mode = if unsigned {
+            "x-amz-content-sha256: streaming-unsigned-payload-trailer"
+        } else {
+            "x-amz-content-sha256: streaming-aws4-hmac-sha256-payload-trailer"
+        };
+        assert!(head.contains(mode), "{head}");
+        assert!(
+            tail.contains("\r\nx-amz-checksum-crc32:"),
+            "trailer: {tail:?}"
+        );
+        assert_eq!(sha256_hex(&get(&c, "bkt", &key).await), sha256_hex(&data));
+    }
 }
 
-/// A body changed after the SDK computed its checksum (here: on the wire, between the
-/// client and the server) is refused with BadDigest, for trailers and headers alike.
+/// A body changed after the SDK signed and checksummed it (here: on the wire, between the
+/// client and the server) is refused and nothing is stored: with chunk signatures as
+/// SignatureDoesNotMatch, without them by its CRC32 trailer as BadDigest, and an
+/// in-memory body by its checksum header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn object_corrupted_body_fails_its_checksum() {
+async fn object_corrupted_body_is_refused() {
     let (s, c) = s3::start().await;
     create_bucket(&c, "bkt").await;
     let proxy = Proxy::start(
@@ -565,42 +605,37 @@ async fn object_corrupted_body_fails_its_checksum() {
         Some((b"CORRUPT-ME-PLEASE", b"CORRUPTED-ON-WIRE")),
     )
     .await;
-    let via = client_with_keys(proxy.addr, ACCESS_KEY, SECRET_KEY);
     let mut data = random_bytes(100 * 1024, 32);
     data.extend_from_slice(b"CORRUPT-ME-PLEASE");
     data.extend_from_slice(&random_bytes(1000, 33));
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("body.bin");
-    std::fs::write(&path, &data).unwrap();
-    let f = failure(
-        via.put_object()
-            .bucket("bkt")
-            .key("streamed")
-            .body(ByteStream::from_path(&path).await.unwrap())
-            .send()
-            .await,
+    assert_fails(
+        put_streamed(&via(&proxy, false), "bkt", "signed", &data).await,
+        403,
+        "SignatureDoesNotMatch",
     );
-    assert_eq!(
-        (f.status, f.code.as_deref()),
-        (400, Some("BadDigest")),
-        "{f:?}"
+    assert_fails(
+        put_streamed(&via(&proxy, true), "bkt", "unsigned", &data).await,
+        400,
+        "BadDigest",
     );
-    let f = failure(c.head_object().bucket("bkt").key("streamed").send().await);
-    assert_eq!(f.status, 404, "nothing stored: {f:?}");
-
-    let f = failure(
-        via.put_object()
-            .bucket("bkt")
-            .key("in-memory")
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await,
-    );
+    let in_memory = via(&proxy, false)
+        .put_object()
+        .bucket("bkt")
+        .key("in-memory")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await;
+    let (head, _) = wire(&proxy);
+    eprintln!("{head}");
+    let f = failure(in_memory);
     eprintln!("in-memory: {f:?}");
-    assert_eq!(f.status, 400, "{f:?}");
-    let f = failure(c.head_object().bucket("bkt").key("in-memory").send().await);
-    assert_eq!(f.status, 404, "nothing stored: {f:?}");
+    for key in ["signed", "unsigned", "in-memory"] {
+        let f = failure(c.head_object().bucket("bkt").key(key).send().await);
+        assert_eq!(f.status, 404, "{key}: nothing stored: {f:?}");
+    }
+    // The proxy did corrupt what it passed on.
+    assert!(proxy.sent_text().contains("CORRUPT-ME-PLEASE"));
 }
 
 /// A checksum header that does not match the body is refused and nothing is stored.

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Credentials, Region};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 
 use crate::common::{ACCESS_KEY, SECRET_KEY, TestServer};
@@ -21,14 +22,13 @@ use crate::common::{ACCESS_KEY, SECRET_KEY, TestServer};
 /// The region the test clients sign for.
 pub const REGION: &str = "us-east-1";
 
-/// An S3 client for `addr` signing with the given keys.
-pub fn client_with_keys(addr: SocketAddr, access_key: &str, secret_key: &str) -> Client {
+fn config(endpoint: String, access_key: &str, secret_key: &str) -> aws_sdk_s3::config::Builder {
     let credentials = Credentials::new(access_key, secret_key, None, None, "bucketdb-tests");
-    let config = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .credentials_provider(credentials)
         .region(Region::new(REGION))
-        .endpoint_url(format!("http://{addr}"))
+        .endpoint_url(endpoint)
         .force_path_style(true)
         // A failure must surface as it is, not be hidden (or slowed down) by retries.
         .retry_config(RetryConfig::disabled())
@@ -37,8 +37,49 @@ pub fn client_with_keys(addr: SocketAddr, access_key: &str, secret_key: &str) ->
                 .operation_timeout(Duration::from_secs(60))
                 .build(),
         )
-        .build();
-    Client::from_conf(config)
+}
+
+/// An S3 client for `addr` signing with the given keys.
+pub fn client_with_keys(addr: SocketAddr, access_key: &str, secret_key: &str) -> Client {
+    Client::from_conf(config(format!("http://{addr}"), access_key, secret_key).build())
+}
+
+/// Sends requests signed for an `https://` endpoint over plain HTTP (a SigV4 signature
+/// does not cover the scheme).
+#[derive(Debug)]
+struct PlainHttp;
+
+impl Intercept for PlainHttp {
+    fn name(&self) -> &'static str {
+        "PlainHttp"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let uri = ctx.request().uri().to_string();
+        if let Some(rest) = uri.strip_prefix("https://") {
+            ctx.request_mut()
+                .set_uri(format!("http://{rest}"))
+                .map_err(|e| BoxError::from(format!("bad URI: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A client that behaves as over HTTPS, though it talks plain HTTP to `addr`: streamed
+/// bodies then go as `aws-chunked` with STREAMING-UNSIGNED-PAYLOAD-TRAILER (unsigned
+/// chunks, checksum trailer), as boto3 and the AWS CLI send by default. Over `http://`
+/// the Rust SDK signs every chunk instead.
+pub fn https_style_client(addr: SocketAddr) -> Client {
+    Client::from_conf(
+        config(format!("https://{addr}"), ACCESS_KEY, SECRET_KEY)
+            .interceptor(PlainHttp)
+            .build(),
+    )
 }
 
 /// An S3 client for the test server with its root credentials.

@@ -1,7 +1,8 @@
 //! `x-amz-checksum-*` verification: values given as request headers, or as `aws-chunked`
 //! trailers named by `x-amz-trailer`, are checked against the body as it streams into
 //! the object service. A mismatch ends the body with an error, so nothing is stored, and
-//! the operation answers `BadDigest`.
+//! the operation answers `BadDigest`. A wrong `aws-chunked` chunk signature, which s3s
+//! reports as a body error, answers `SignatureDoesNotMatch` as S3 does.
 
 use std::io;
 use std::pin::Pin;
@@ -79,24 +80,50 @@ impl Algo {
     }
 }
 
-/// Set once a verified body turned out not to match a declared checksum.
+/// Why a verified body failed, once it has.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// The body does not match its declared checksum.
+    Checksum(Algo),
+    /// An `aws-chunked` chunk or trailer signature is wrong (s3s reports it only as a
+    /// body error, which would otherwise become `IncompleteBody`).
+    ChunkSignature,
+}
+
+/// Set once a verified body failed its checksum or a chunk signature.
 #[derive(Clone, Default)]
-pub struct Mismatch(Arc<Mutex<Option<Algo>>>);
+pub struct Mismatch(Arc<Mutex<Option<Failure>>>);
 
 impl Mismatch {
-    /// The `BadDigest` error to answer with, if the body did not match.
+    /// The S3 error to answer with, if the body failed a check.
     pub fn error(&self) -> Option<S3Error> {
-        let algo = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
-        Some(s3_error!(
-            BadDigest,
-            "The {} you specified did not match the calculated checksum.",
-            algo.name()
-        ))
+        let failure = (*self.0.lock().unwrap_or_else(|e| e.into_inner()))?;
+        Some(match failure {
+            Failure::Checksum(algo) => s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum.",
+                algo.name()
+            ),
+            Failure::ChunkSignature => s3_error!(
+                SignatureDoesNotMatch,
+                "The chunk signature we calculated does not match the signature you provided."
+            ),
+        })
     }
 
-    fn set(&self, algo: Algo) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(algo);
+    fn set(&self, failure: Failure) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
     }
+}
+
+/// s3s's `aws-chunked` decoder reports a wrong chunk or trailer signature as this error
+/// (its error type is private, so it is recognised by its text).
+fn is_chunk_signature_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| {
+        inner
+            .to_string()
+            .contains("AwsChunkedStreamError: SignatureMismatch")
+    })
 }
 
 /// The body stream, checked against the checksums the request declares.
@@ -202,7 +229,12 @@ where
                 }
                 Poll::Ready(Some(Ok(bytes)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            Some(Err(e)) => {
+                if is_chunk_signature_error(&e) {
+                    self.mismatch.set(Failure::ChunkSignature);
+                }
+                Poll::Ready(Some(Err(e)))
+            }
             None => {
                 self.done = true;
                 let Some(h) = self.hasher.take() else {
@@ -212,7 +244,7 @@ where
                 match self.first_mismatch(&sums) {
                     None => Poll::Ready(None),
                     Some(a) => {
-                        self.mismatch.set(a);
+                        self.mismatch.set(Failure::Checksum(a));
                         Poll::Ready(Some(Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             format!("the body does not match its {}", a.name()),
