@@ -551,12 +551,22 @@ fn via(proxy: &Proxy, unsigned: bool) -> Client {
     }
 }
 
-/// The request head and the end of the body as sent through `proxy` (lower-cased).
+/// The head of the last PUT request sent through `proxy` and the last bytes it sent,
+/// lower-cased.
 fn wire(proxy: &Proxy) -> (String, String) {
-    let wire = proxy.sent_text().to_ascii_lowercase();
-    let end = wire.find("\r\n\r\n").expect("a request head");
-    let tail = wire[wire.len().saturating_sub(300)..].to_string();
-    (wire[..end].to_string(), tail)
+    let raw = proxy.sent.lock().unwrap().clone();
+    let start = raw
+        .windows(5)
+        .rposition(|w| w == b"PUT /")
+        .expect("a PUT request");
+    let end = start
+        + raw[start..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a request head");
+    let head = String::from_utf8_lossy(&raw[start..end]).to_ascii_lowercase();
+    let tail = String::from_utf8_lossy(&raw[raw.len().saturating_sub(300)..]).to_ascii_lowercase();
+    (head, tail)
 }
 
 /// What the SDK puts on the wire for a streamed body: `aws-chunked` with the CRC32 in a
@@ -619,17 +629,37 @@ async fn object_corrupted_body_is_refused() {
         400,
         "BadDigest",
     );
-    let in_memory = via(&proxy, false)
-        .put_object()
-        .bucket("bkt")
-        .key("in-memory")
-        .body(ByteStream::from(data.clone()))
-        .send()
-        .await;
+    // An in-memory body is signed by its SHA-256 (and sent with a CRC32 header).
+    assert_fails(
+        via(&proxy, false)
+            .put_object()
+            .bucket("bkt")
+            .key("in-memory")
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await,
+        400,
+        "XAmzContentSHA256Mismatch",
+    );
+    // Unsigned (UNSIGNED-PAYLOAD), it is caught by its CRC32 header.
+    assert_fails(
+        via(&proxy, true)
+            .put_object()
+            .bucket("bkt")
+            .key("in-memory")
+            .body(ByteStream::from(data.clone()))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await,
+        400,
+        "BadDigest",
+    );
     let (head, _) = wire(&proxy);
-    eprintln!("{head}");
-    let f = failure(in_memory);
-    eprintln!("in-memory: {f:?}");
+    assert!(
+        head.contains("x-amz-content-sha256: unsigned-payload"),
+        "{head}"
+    );
     for key in ["signed", "unsigned", "in-memory"] {
         let f = failure(c.head_object().bucket("bkt").key(key).send().await);
         assert_eq!(f.status, 404, "{key}: nothing stored: {f:?}");
@@ -2280,6 +2310,35 @@ async fn multipart_entity_too_small_and_bad_part_numbers() {
         .unwrap();
     assert_eq!(done.e_tag(), Some(multipart_etag(&[b"only part"]).as_str()));
     assert_eq!(get(&c, "mpu", "single").await, b"only part");
+
+    // A part that does not match its checksum header is refused and not recorded.
+    assert_fails(
+        c.upload_part()
+            .bucket("mpu")
+            .key("small")
+            .upload_id(&id)
+            .part_number(3)
+            .checksum_crc32("AAAAAA==")
+            .body(ByteStream::from_static(b"abc"))
+            .send()
+            .await,
+        400,
+        "BadDigest",
+    );
+    let parts = c
+        .list_parts()
+        .bucket("mpu")
+        .key("small")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let numbers: Vec<_> = parts
+        .parts()
+        .iter()
+        .map(|p| p.part_number().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2]);
 
     for n in [0, 10_001] {
         assert_fails(

@@ -200,9 +200,7 @@ def tree(tmp_path):
 def run(node, cmd, env, timeout=CLI_TIMEOUT, check=True, cwd=None):
     """Runs a client command; on failure the message has its output and the server log."""
     try:
-        import time as _t; _t0 = _t.monotonic()
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
-        print("TIMING", round(_t.monotonic() - _t0, 2), cmd[3:])
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{cmd} timed out after {timeout}s; output:\n{e.stdout}\n{e.stderr}\nserver log:\n{node.log_tail()}")
     if check and p.returncode != 0:
@@ -563,6 +561,22 @@ def test_boto3_error_codes(s3, bucket_name):
     assert error_code(e) == ("SignatureDoesNotMatch", 403)
 
 
+def test_boto3_upload_after_empty_upload_on_same_connection(node, bucket_name):
+    """An empty file-like body gets 'Expect: 100-continue', which the server answers with
+    the final 200 at once (no body to wait for); the next PUT on that pooled connection
+    must not stall (boto/botocore#3755, fixed in the botocore boto3 uses)."""
+    s3 = boto3_client(
+        node.s3_url, config=Config(max_pool_connections=1, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
+    )
+    b = bucket_name("boto")
+    s3.create_bucket(Bucket=b)
+    for i in range(3):
+        s3.put_object(Bucket=b, Key=f"{i}-empty", Body=io.BytesIO(b""))
+        s3.put_object(Bucket=b, Key=f"{i}-full", Body=io.BytesIO(b"data %d" % i))
+    assert s3.get_object(Bucket=b, Key="2-full")["Body"].read() == b"data 2"
+    assert s3.get_object(Bucket=b, Key="2-empty")["Body"].read() == b""
+
+
 # boto3 over https: aws-chunked bodies with checksum trailers (its default towards AWS).
 
 
@@ -709,6 +723,10 @@ def aws(node, tmp_path):
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
         AWS_PAGER="",
+        # The workaround botocore offers for its bug #3755 (see
+        # test_awscli_upload_after_empty_file_on_same_connection): without it, every
+        # non-empty upload that follows an empty file's on the same connection stalls 60 s.
+        BOTO_EXPERIMENTAL__NO_EMPTY_CONTINUE="true",
     )
 
     def call(*args, endpoint=None, extra_env=None, check=True):
@@ -767,6 +785,31 @@ def test_awscli_sync_tree_and_rm_recursive(aws, tree, tmp_path, bucket_name):
     assert removed.count("delete:") == len(TREE_FILES), removed
     assert aws("s3", "ls", "--recursive", f"s3://{b}", check=False).stdout.strip() == ""
     aws("s3", "rb", f"s3://{b}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="client bug boto/botocore#3755 in the botocore 1.43.62 that awscli 1.46.3 vendors "
+    "(boto3's botocore 1.44.8 is fixed): after a zero-length PUT with 'Expect: 100-continue', "
+    "which the server (hyper) answers at once with 200 and no '100 Continue' as RFC 9110 "
+    "allows, the pooled connection keeps a stale status line and the next PUT's response "
+    "is read until the 60 s read timeout, then retried",
+)
+def test_awscli_upload_after_empty_file_on_same_connection(aws, tmp_path, bucket_name):
+    """Default CLI settings except one upload thread (one connection), no retries and a
+    3 s read timeout, so the stall shows as a failure instead of a 60 s pause."""
+    b = bucket_name("cli")
+    aws("s3", "mb", f"s3://{b}")
+    src = tmp_path / "pairs"
+    src.mkdir()
+    for i in range(3):
+        (src / f"{i}-empty.txt").write_bytes(b"")
+        (src / f"{i}-full.txt").write_bytes(b"data %d" % i)
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nmax_attempts = 1\ns3 =\n    max_concurrent_requests = 1\n")
+    p = aws("--cli-read-timeout", "3", "s3", "sync", src, f"s3://{b}/pairs", check=False,
+            extra_env={"AWS_CONFIG_FILE": str(config), "BOTO_EXPERIMENTAL__NO_EMPTY_CONTINUE": "false"})
+    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_awscli_s3api(aws, tmp_path, bucket_name):

@@ -1,8 +1,9 @@
 //! `x-amz-checksum-*` verification: values given as request headers, or as `aws-chunked`
 //! trailers named by `x-amz-trailer`, are checked against the body as it streams into
 //! the object service. A mismatch ends the body with an error, so nothing is stored, and
-//! the operation answers `BadDigest`. A wrong `aws-chunked` chunk signature, which s3s
-//! reports as a body error, answers `SignatureDoesNotMatch` as S3 does.
+//! the operation answers `BadDigest`. A wrong `aws-chunked` chunk signature or a body that
+//! does not match its signed `x-amz-content-sha256`, which s3s reports only as body
+//! errors, answer `SignatureDoesNotMatch` and `XAmzContentSHA256Mismatch` as S3 does.
 
 use std::io;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::HeaderMap;
 use s3s::checksum::ChecksumHasher;
-use s3s::{S3Error, S3Result, TrailingHeaders, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Algo {
@@ -88,6 +89,8 @@ enum Failure {
     /// An `aws-chunked` chunk or trailer signature is wrong (s3s reports it only as a
     /// body error, which would otherwise become `IncompleteBody`).
     ChunkSignature,
+    /// The body does not match its signed `x-amz-content-sha256` (likewise).
+    PayloadSha256,
 }
 
 /// Set once a verified body failed its checksum or a chunk signature.
@@ -108,6 +111,14 @@ impl Mismatch {
                 SignatureDoesNotMatch,
                 "The chunk signature we calculated does not match the signature you provided."
             ),
+            Failure::PayloadSha256 => {
+                let mut e = S3Error::with_message(
+                    S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                );
+                e.set_status_code(http::StatusCode::BAD_REQUEST);
+                e
+            }
         })
     }
 
@@ -116,14 +127,18 @@ impl Mismatch {
     }
 }
 
-/// s3s's `aws-chunked` decoder reports a wrong chunk or trailer signature as this error
-/// (its error type is private, so it is recognised by its text).
-fn is_chunk_signature_error(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| {
-        inner
-            .to_string()
-            .contains("AwsChunkedStreamError: SignatureMismatch")
-    })
+/// The failure behind a body error from s3s: its `aws-chunked` decoder and payload hash
+/// check report a wrong signature or hash only as a body error, whose types are private,
+/// so they are recognised by their text.
+fn signing_failure(e: &io::Error) -> Option<Failure> {
+    let text = e.get_ref()?.to_string();
+    if text.contains("AwsChunkedStreamError: SignatureMismatch") {
+        Some(Failure::ChunkSignature)
+    } else if text.contains("UploadStreamError: Sha256Mismatch") {
+        Some(Failure::PayloadSha256)
+    } else {
+        None
+    }
 }
 
 /// The body stream, checked against the checksums the request declares.
@@ -230,8 +245,8 @@ where
                 Poll::Ready(Some(Ok(bytes)))
             }
             Some(Err(e)) => {
-                if is_chunk_signature_error(&e) {
-                    self.mismatch.set(Failure::ChunkSignature);
+                if let Some(f) = signing_failure(&e) {
+                    self.mismatch.set(f);
                 }
                 Poll::Ready(Some(Err(e)))
             }

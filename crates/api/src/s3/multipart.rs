@@ -3,12 +3,12 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use bucketdb_object::{MAX_PART_NUMBER, PutOptions};
+use bucketdb_object::{MAX_PART_NUMBER, PutOptions, RangeSpec};
 
 use super::S3Api;
 use super::convert::{metadata_in, timestamp, version_id};
 use super::error::IntoS3;
-use super::objects::tagging_header;
+use super::objects::{CopySourceConditions, tagging_header};
 
 /// Most parts or uploads listed per page.
 const MAX_LISTED: i32 = 1000;
@@ -223,27 +223,10 @@ impl S3Api {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let i = req.input;
         let n = part_number(i.part_number)?;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: src_version,
-        } = &i.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "access point copy sources are not supported"
-            ));
-        };
         let range = match i.copy_source_range.as_deref() {
             None => None,
             Some(r) => match crate::range::parse_range(r) {
-                Ok(Some(bucketdb_object::RangeSpec::From {
-                    start,
-                    end: Some(end),
-                })) => Some(bucketdb_object::RangeSpec::From {
-                    start,
-                    end: Some(end),
-                }),
+                Ok(Some(full @ RangeSpec::From { end: Some(_), .. })) => Some(full),
                 _ => {
                     return Err(s3_error!(
                         InvalidArgument,
@@ -252,32 +235,18 @@ impl S3Api {
                 }
             },
         };
-        let cond = bucketdb_object::Conditions {
-            if_match: i
-                .copy_source_if_match
-                .as_ref()
-                .map(super::convert::condition),
-            if_none_match: i
-                .copy_source_if_none_match
-                .as_ref()
-                .map(super::convert::condition),
-            if_modified_since: i
-                .copy_source_if_modified_since
-                .as_ref()
-                .map(super::convert::unix_secs),
-            if_unmodified_since: i
-                .copy_source_if_unmodified_since
-                .as_ref()
-                .map(super::convert::unix_secs),
-        };
-        let reader = self
-            .svc
-            .get_object(src_bucket, src_key, src_version.as_deref(), range, &cond)
-            .await
-            .map_err(|e| match e {
-                bucketdb_object::ObjectError::NotModified { .. } => s3_error!(PreconditionFailed),
-                other => super::error::s3_error(other),
-            })?;
+        let (reader, ..) = self
+            .open_copy_source(
+                &i.copy_source,
+                CopySourceConditions {
+                    if_match: i.copy_source_if_match.as_ref(),
+                    if_none_match: i.copy_source_if_none_match.as_ref(),
+                    if_modified_since: i.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
+                },
+                range,
+            )
+            .await?;
         let length = reader.content_length();
         let source_version = version_id(&reader.record);
         let body = futures::TryStreamExt::map_err(reader.body, std::io::Error::other);

@@ -1,7 +1,7 @@
 //! Object operations: put, get, head, delete, delete many, copy, tagging.
 
 use base64::Engine;
-use bucketdb_object::{Conditions, ObjectRecord, PutOptions, RangeSpec};
+use bucketdb_object::{Conditions, ObjectReader, ObjectRecord, PutOptions, RangeSpec};
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -92,7 +92,56 @@ fn part_range(r: &ObjectRecord, n: i32) -> S3Result<Option<RangeSpec>> {
     }))
 }
 
+/// The `x-amz-copy-source-if-*` headers of a copy.
+pub(super) struct CopySourceConditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
 impl S3Api {
+    /// Open the source of CopyObject / UploadPartCopy: its reader, bucket, key and
+    /// version. A copy-source condition that fails is a 412, never a 304.
+    pub(super) async fn open_copy_source(
+        &self,
+        source: &CopySource,
+        cond: CopySourceConditions<'_>,
+        range: Option<RangeSpec>,
+    ) -> S3Result<(ObjectReader, String, String, Option<String>)> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access point copy sources are not supported"
+            ));
+        };
+        let cond = conditions(
+            cond.if_match,
+            cond.if_none_match,
+            cond.if_modified_since,
+            cond.if_unmodified_since,
+        );
+        let reader = self
+            .svc
+            .get_object(bucket, key, version_id.as_deref(), range, &cond)
+            .await
+            .map_err(|e| match e {
+                bucketdb_object::ObjectError::NotModified { .. } => s3_error!(PreconditionFailed),
+                other => s3_error(other),
+            })?;
+        Ok((
+            reader,
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_string),
+        ))
+    }
+
     pub(super) async fn op_put_object(
         &self,
         req: S3Request<PutObjectInput>,
@@ -302,54 +351,24 @@ impl S3Api {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let i = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: src_version,
-        } = &i.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "access point copy sources are not supported"
-            ));
-        };
-        let cond = Conditions {
-            if_match: i
-                .copy_source_if_match
-                .as_ref()
-                .map(|c| super::convert::condition(c)),
-            if_none_match: i
-                .copy_source_if_none_match
-                .as_ref()
-                .map(|c| super::convert::condition(c)),
-            if_modified_since: i
-                .copy_source_if_modified_since
-                .as_ref()
-                .map(super::convert::unix_secs),
-            if_unmodified_since: i
-                .copy_source_if_unmodified_since
-                .as_ref()
-                .map(super::convert::unix_secs),
-        };
-        let reader = self
-            .svc
-            .get_object(src_bucket, src_key, src_version.as_deref(), None, &cond)
-            .await
-            .map_err(|e| match e {
-                // A failed copy-source condition is a 412, never a 304.
-                bucketdb_object::ObjectError::NotModified { .. } => s3_error!(PreconditionFailed),
-                other => s3_error(other),
-            })?;
+        let (reader, src_bucket, src_key, src_version) = self
+            .open_copy_source(
+                &i.copy_source,
+                CopySourceConditions {
+                    if_match: i.copy_source_if_match.as_ref(),
+                    if_none_match: i.copy_source_if_none_match.as_ref(),
+                    if_modified_since: i.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
+                },
+                None,
+            )
+            .await?;
         let src = reader.record.clone();
         let replace_meta = i
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if !replace_meta
-            && **src_bucket == *i.bucket
-            && **src_key == *i.key
-            && src_version.is_none()
-        {
+        if !replace_meta && src_bucket == i.bucket && src_key == i.key && src_version.is_none() {
             return Err(s3_error!(
                 InvalidRequest,
                 "copying an object onto itself needs a REPLACE metadata directive"
