@@ -13,10 +13,11 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
-    CompletedMultipartUpload, CompletedPart, Delete, EncodingType, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, MetadataDirective,
-    NoncurrentVersionExpiration, ObjectIdentifier, Tag, Tagging, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketCannedAcl, BucketLifecycleConfiguration,
+    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Delete, EncodingType,
+    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, MetadataDirective,
+    NoncurrentVersionExpiration, ObjectIdentifier, Permission, Tag, Tagging,
+    VersioningConfiguration,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -358,6 +359,147 @@ async fn bucket_lifecycle_rejects_non_positive_days() {
             .await,
         404,
         "NoSuchLifecycleConfiguration",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_tagging_put_get_delete() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "tagged").await;
+    assert_fails(
+        c.get_bucket_tagging().bucket("tagged").send().await,
+        404,
+        "NoSuchTagSet",
+    );
+    c.put_bucket_tagging()
+        .bucket("tagged")
+        .tagging(
+            Tagging::builder()
+                .tag_set(
+                    Tag::builder()
+                        .key("cost-center")
+                        .value("42")
+                        .build()
+                        .unwrap(),
+                )
+                .tag_set(Tag::builder().key("env").value("test").build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("put bucket tagging");
+    let out = c
+        .get_bucket_tagging()
+        .bucket("tagged")
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<_> = out
+        .tag_set()
+        .iter()
+        .map(|t| format!("{}={}", t.key(), t.value()))
+        .collect();
+    got.sort();
+    assert_eq!(got, ["cost-center=42", "env=test"]);
+
+    c.delete_bucket_tagging()
+        .bucket("tagged")
+        .send()
+        .await
+        .expect("delete bucket tagging");
+    assert_fails(
+        c.get_bucket_tagging().bucket("tagged").send().await,
+        404,
+        "NoSuchTagSet",
+    );
+    assert_fails(
+        c.get_bucket_tagging().bucket("absent").send().await,
+        404,
+        "NoSuchBucket",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_public_read_acl_allows_anonymous_reads_only() {
+    let (s, c) = s3::start().await;
+    create_bucket(&c, "site").await;
+    put(&c, "site", "index.html", b"<h1>hello</h1>").await;
+    let anon_get = |path: &str| http().get(format!("http://{}{path}", s.s3_addr)).send();
+
+    assert_eq!(
+        anon_get("/site/index.html").await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "private by default"
+    );
+    let acl = c.get_bucket_acl().bucket("site").send().await.unwrap();
+    assert_eq!(acl.grants().len(), 1, "only the owner: {:?}", acl.grants());
+
+    c.put_bucket_acl()
+        .bucket("site")
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .expect("public-read");
+    let acl = c.get_bucket_acl().bucket("site").send().await.unwrap();
+    let public = acl.grants().iter().any(|g| {
+        g.permission() == Some(&Permission::Read)
+            && g.grantee().and_then(|g| g.uri())
+                == Some("http://acs.amazonaws.com/groups/global/AllUsers")
+    });
+    assert!(public, "AllUsers may read: {:?}", acl.grants());
+
+    let resp = anon_get("/site/index.html").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"<h1>hello</h1>");
+    let resp = anon_get("/site?list-type=2").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.text().await.unwrap().contains("<Key>index.html</Key>"));
+    let resp = http()
+        .head(format!("http://{}/site/index.html", s.s3_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Still no anonymous writes, deletes or bucket listing.
+    let resp = http()
+        .put(format!("http://{}/site/evil.html", s.s3_addr))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = http()
+        .delete(format!("http://{}/site/index.html", s.s3_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(anon_get("/").await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(get(&c, "site", "index.html").await, b"<h1>hello</h1>");
+    let f = failure(c.head_object().bucket("site").key("evil.html").send().await);
+    assert_eq!(f.status, 404);
+
+    // Back to private.
+    c.put_bucket_acl()
+        .bucket("site")
+        .acl(BucketCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anon_get("/site/index.html").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_fails(
+        c.put_bucket_acl()
+            .bucket("site")
+            .acl(BucketCannedAcl::AuthenticatedRead)
+            .send()
+            .await,
+        501,
+        "NotImplemented",
     );
 }
 
@@ -2368,6 +2510,109 @@ async fn multipart_entity_too_small_and_bad_part_numbers() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_part_copy_with_ranges() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "src").await;
+    create_bucket(&c, "mpu").await;
+    let big = random_bytes(6 * MIB, 51);
+    let small = b"a small tail object".to_vec();
+    let big_etag = put(&c, "src", "big", &big).await;
+    put(&c, "src", "small", &small).await;
+
+    let id = create_upload(&c, "mpu", "assembled").await;
+    let first = 5 * MIB;
+    let out = c
+        .upload_part_copy()
+        .bucket("mpu")
+        .key("assembled")
+        .upload_id(&id)
+        .part_number(1)
+        .copy_source("src/big")
+        .copy_source_range(format!("bytes=0-{}", first - 1))
+        .copy_source_if_match(&big_etag)
+        .send()
+        .await
+        .expect("UploadPartCopy with a range");
+    let e1 = out
+        .copy_part_result()
+        .and_then(|r| r.e_tag())
+        .expect("part ETag")
+        .to_string();
+    assert_eq!(e1, quoted(&md5_hex(&big[..first])));
+    let out = c
+        .upload_part_copy()
+        .bucket("mpu")
+        .key("assembled")
+        .upload_id(&id)
+        .part_number(2)
+        .copy_source("src/small")
+        .send()
+        .await
+        .expect("UploadPartCopy of a whole object");
+    let e2 = out
+        .copy_part_result()
+        .and_then(|r| r.e_tag())
+        .unwrap()
+        .to_string();
+    assert_eq!(e2, quoted(&md5_hex(&small)));
+
+    // Error cases: an open range, a missing source, a failed source condition.
+    assert_fails(
+        c.upload_part_copy()
+            .bucket("mpu")
+            .key("assembled")
+            .upload_id(&id)
+            .part_number(3)
+            .copy_source("src/big")
+            .copy_source_range("bytes=5-")
+            .send()
+            .await,
+        400,
+        "InvalidArgument",
+    );
+    assert_fails(
+        c.upload_part_copy()
+            .bucket("mpu")
+            .key("assembled")
+            .upload_id(&id)
+            .part_number(3)
+            .copy_source("src/absent")
+            .send()
+            .await,
+        404,
+        "NoSuchKey",
+    );
+    assert_fails(
+        c.upload_part_copy()
+            .bucket("mpu")
+            .key("assembled")
+            .upload_id(&id)
+            .part_number(3)
+            .copy_source("src/small")
+            .copy_source_if_match("\"00000000000000000000000000000000\"")
+            .send()
+            .await,
+        412,
+        "PreconditionFailed",
+    );
+
+    c.complete_multipart_upload()
+        .bucket("mpu")
+        .key("assembled")
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &e1), (2, &e2)]))
+        .send()
+        .await
+        .expect("complete");
+    let mut want = big[..first].to_vec();
+    want.extend_from_slice(&small);
+    assert_eq!(
+        sha256_hex(&get(&c, "mpu", "assembled").await),
+        sha256_hex(&want)
+    );
+}
+
 // ---------------------------------------------------------------- presigned URLs
 
 fn http() -> reqwest::Client {
@@ -2451,9 +2696,15 @@ async fn presigned_url_expires() {
     create_bucket(&c, "pre").await;
     put(&c, "pre", "k", b"short-lived").await;
 
-    // Signed at a whole second (X-Amz-Date has second precision) for one second.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let start = UNIX_EPOCH + Duration::from_secs(now.as_secs());
+    // Signed for one second from a whole second (X-Amz-Date has second precision), taken
+    // early in that second so the URL is still valid for the first request.
+    let start = loop {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        if now.subsec_millis() < 500 {
+            break UNIX_EPOCH + Duration::from_secs(now.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let presigned = c
         .get_object()
         .bucket("pre")

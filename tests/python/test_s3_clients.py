@@ -636,21 +636,21 @@ def test_boto3_checksum_returned_when_asked(s3_tls, bucket_name):
     assert got.get("ChecksumSHA256") == want, got["ResponseMetadata"]["HTTPHeaders"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a wrong x-amz-checksum-sha256/-crc32 request header is not verified "
-    "(PutObject answers 200 and stores the body instead of 400 BadDigest)",
-)
 def test_boto3_wrong_checksum_header_rejected(s3, bucket_name):
     b = bucket_name("boto")
     s3.create_bucket(Bucket=b)
     wrong = base64.b64encode(hashlib.sha256(b"something else").digest()).decode()
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=b, Key="k", Body=b"payload", ChecksumSHA256=wrong)
-    assert error_code(e)[1] == 400
+    assert error_code(e) == ("BadDigest", 400)
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=b, Key="k2", Body=b"payload", ChecksumCRC32="AAAAAA==")
-    assert error_code(e)[1] == 400
+    assert error_code(e) == ("BadDigest", 400)
+    assert s3.list_objects_v2(Bucket=b)["KeyCount"] == 0
+    # The right ones are accepted.
+    right = base64.b64encode(hashlib.sha256(b"payload").digest()).decode()
+    s3.put_object(Bucket=b, Key="k", Body=b"payload", ChecksumSHA256=right)
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"payload"
 
 
 def signed_trailer_put(node, bucket, key, data, trailer_name, trailer_value):
@@ -682,11 +682,6 @@ def test_aws_chunked_trailer_with_right_checksum(s3, node, bucket_name):
     assert s3.get_object(Bucket=b, Key="good")["Body"].read() == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the checksum in an aws-chunked trailer (x-amz-checksum-crc32/-sha256) "
-    "is not verified: a wrong one gets 200 and the object is stored instead of 400 BadDigest",
-)
 @pytest.mark.parametrize("trailer", ["x-amz-checksum-crc32", "x-amz-checksum-sha256"])
 def test_aws_chunked_trailer_with_wrong_checksum_rejected(s3, node, bucket_name, trailer):
     b = bucket_name("trailer")
@@ -698,6 +693,7 @@ def test_aws_chunked_trailer_with_wrong_checksum_rejected(s3, node, bucket_name,
     }[trailer]
     r = signed_trailer_put(node, b, "bad", data, trailer, wrong)
     assert r.status_code == 400, (r.status_code, r.text)
+    assert "<Code>BadDigest</Code>" in r.text, r.text
     with pytest.raises(ClientError):
         s3.head_object(Bucket=b, Key="bad")
 
