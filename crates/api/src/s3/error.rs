@@ -50,6 +50,27 @@ pub fn s3_error(e: ObjectError) -> S3Error {
         }
         err.set_headers(headers);
     }
+    if let O::NotModified {
+        etag,
+        last_modified_ms,
+    } = &e
+    {
+        // A 304 carries the validators the client compared against.
+        let mut headers = http::HeaderMap::new();
+        let modified = std::time::UNIX_EPOCH + std::time::Duration::from_millis(*last_modified_ms);
+        for (name, value) in [
+            (http::header::ETAG, format!("\"{etag}\"")),
+            (
+                http::header::LAST_MODIFIED,
+                httpdate::fmt_http_date(modified),
+            ),
+        ] {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+        err.set_headers(headers);
+    }
     err
 }
 

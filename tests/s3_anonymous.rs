@@ -1,5 +1,6 @@
-//! With `s3_domain` set, `bucket.DOMAIN` addresses a bucket (virtual-host style) while
-//! path-style requests keep working.
+//! Unsigned S3 requests on a public-read bucket: virtual-host style (with `s3_domain`)
+//! and path style address the same object, and conditional reads answer 304 with the
+//! validators.
 
 use bucketdb::Config;
 
@@ -54,6 +55,16 @@ async fn virtual_host_and_path_style_address_the_same_object() {
         .await
         .unwrap();
     assert_eq!(path.status(), 200);
+    let etag = path.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(path.text().await.unwrap(), "hello from a virtual host");
+    let not_modified = client
+        .get(format!("{s3}/site/index.html"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(not_modified.headers()["etag"].to_str().unwrap(), etag);
+    assert!(not_modified.headers().contains_key("last-modified"));
     server.shutdown().await.unwrap();
 }
