@@ -14,9 +14,26 @@ echo "== embedded example"
 cargo run --locked --quiet --example embedded
 
 echo "== Python client tests"
+# rclone and s3cmd (Debian packages) for the S3 client suite, openssl for its TLS cases;
+# installed when missing and we can (root with apt-get, as in CI), else those tests skip.
+if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null || ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone s3cmd openssl >/dev/null
+  else
+    echo "rclone/s3cmd/openssl missing and apt-get unavailable (not root?): their tests will be skipped"
+  fi
+fi
 venv=.venv
-if [ ! -x "$venv/bin/pytest" ]; then
+requirements=tests/python/requirements.txt
+marker="$venv/.requirements-installed"  # a copy of the requirements last installed
+if [ ! -x "$venv/bin/pip" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+fi
+# (Re)install when the requirements are newer than, or differ from, what was installed,
+# so an existing venv picks up new or changed packages.
+if [ ! -f "$marker" ] || [ "$requirements" -nt "$marker" ] || ! cmp -s "$requirements" "$marker"; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$marker"
 fi
 BUCKETDB_BIN="$PWD/target/debug/bucketdb" "$venv/bin/pytest" -q tests/python

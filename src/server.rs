@@ -85,14 +85,32 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
 impl RunningServer {
     /// Stop accepting connections, let in-flight requests finish, stop background work and
     /// close the stores.
+    ///
+    /// Requests get `SHUTDOWN_DRAIN_MAX` to finish; connections still open after that
+    /// (a client that never completes its request) are dropped, so a stop always ends.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.state.set_ready(false);
         let _ = self.stop.send(true);
-        let served = self.serve.await.map_err(std::io::Error::other)?;
-        let served_s3 = self.serve_s3.await.map_err(std::io::Error::other)?;
+        let served = drain(self.serve).await;
+        let served_s3 = drain(self.serve_s3).await;
         let _ = self.background.await;
         served?;
         served_s3?;
         Ok(())
+    }
+}
+
+/// Longest wait for in-flight requests at shutdown.
+pub const SHUTDOWN_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Wait for a listener's task to finish draining, or abort it after `SHUTDOWN_DRAIN_MAX`.
+async fn drain(mut task: JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    match tokio::time::timeout(SHUTDOWN_DRAIN_MAX, &mut task).await {
+        Ok(joined) => joined.map_err(std::io::Error::other)?,
+        Err(_) => {
+            tracing::warn!("connections still open after the shutdown grace period; closing them");
+            task.abort();
+            Ok(())
+        }
     }
 }

@@ -132,10 +132,27 @@ class Node:
         try:
             return self.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            sockets = self._open_sockets()
             self.kill()
-            pytest.fail(f"bucketdb did not exit {STOP_TIMEOUT}s after SIGTERM; log:\n{self.log()}")
+            pytest.fail(
+                f"bucketdb did not exit {STOP_TIMEOUT}s after SIGTERM; its TCP sockets then:\n"
+                f"{sockets}\nlog (tail):\n{self.log_tail(200)}"
+            )
         finally:
             self._log.close()
+
+    def _open_sockets(self):
+        """The server's TCP sockets (`ss`), to tell which connection kept it from stopping."""
+        ss = shutil.which("ss")
+        if ss is None:
+            return "(ss not installed)"
+        try:
+            out = subprocess.run([ss, "-tanpi"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"(ss failed: {e})"
+        mine = f"pid={self.proc.pid},"
+        lines = out.splitlines()
+        return "\n".join(l for i, l in enumerate(lines) if mine in l or (i and mine in lines[i - 1]))
 
     def kill(self):
         if self.proc.poll() is None:
@@ -181,6 +198,8 @@ class TlsProxy:
         self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
         self.ca_bundle = str(cert)
         self._closed = False
+        self._live = set()  # sockets of open connections, closed by close()
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -199,6 +218,12 @@ class TlsProxy:
         except (OSError, ssl.SSLError):
             conn.close()
             return
+        with self._lock:
+            if self._closed:
+                tls.close()
+                up.close()
+                return
+            self._live.update((tls, up))
         done = threading.Event()
 
         def pump(src, dst):
@@ -217,6 +242,8 @@ class TlsProxy:
         pump_thread = threading.Thread(target=pump, args=(tls, up), daemon=True)
         pump_thread.start()
         done.wait()
+        with self._lock:
+            self._live.difference_update((tls, up))
         for s in (tls, up):
             try:
                 s.close()
@@ -224,8 +251,20 @@ class TlsProxy:
                 pass
 
     def close(self):
-        self._closed = True
+        """Stops accepting and closes every open connection (both sides)."""
+        with self._lock:
+            self._closed = True
+            live, self._live = self._live, set()
         self.listener.close()
+        for s in live:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

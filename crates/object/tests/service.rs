@@ -108,6 +108,7 @@ async fn put_keeps_content_type_user_meta_and_tags() {
         tags: vec![("team".into(), "storage".into())],
         declared_size: Some(5),
         create_bucket: false,
+        ..PutOptions::default()
     };
     let rec = env
         .svc

@@ -340,6 +340,7 @@ pub fn flip_byte(path: &Path, at: usize) {
 
 /// Assert that a `Result<_, ObjectError>` is an error matching a pattern (the `Ok` type
 /// need not be `Debug`).
+#[allow(unused_macros)] // shared by several test crates; not all use it
 macro_rules! assert_err {
     ($e:expr, $p:pat) => {
         match $e {
