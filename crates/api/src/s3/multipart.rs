@@ -8,7 +8,7 @@ use bucketdb_object::{MAX_PART_NUMBER, PutOptions, RangeSpec};
 use super::S3Api;
 use super::convert::{metadata_in, timestamp, version_id};
 use super::error::IntoS3;
-use super::objects::{CopySourceConditions, tagging_header};
+use super::objects::{CopySourceConditions, body_stream, declared_length, tagging_header};
 
 /// Most parts or uploads listed per page.
 const MAX_LISTED: i32 = 1000;
@@ -56,20 +56,9 @@ impl S3Api {
             ..
         } = req;
         let n = part_number(i.part_number)?;
-        let declared = i
-            .content_length
-            .map(|l| {
-                u64::try_from(l).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))
-            })
-            .transpose()?;
-        let body = match i.body {
-            Some(b) => futures::future::Either::Left(futures::TryStreamExt::map_err(
-                b,
-                std::io::Error::other,
-            )),
-            None => futures::future::Either::Right(futures::stream::empty()),
-        };
-        let (body, mismatch) = super::checksum::verify(&headers, trailing_headers, body);
+        let declared = declared_length(i.content_length)?;
+        let (body, mismatch) =
+            super::checksum::verify(&headers, trailing_headers, body_stream(i.body));
         let part = super::checksum::checked(
             self.svc
                 .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, declared)

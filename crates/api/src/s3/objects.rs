@@ -15,7 +15,17 @@ pub const MAX_DELETE_OBJECTS: usize = 1000;
 /// Longest `x-amz-tagging` header or form accepted.
 const TAGGING_HEADER_MAX_BYTES: usize = 4096;
 
-fn body_stream(
+/// The body length a request declared, if any.
+pub(super) fn declared_length(content_length: Option<i64>) -> S3Result<Option<u64>> {
+    content_length
+        .map(|l| {
+            u64::try_from(l).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))
+        })
+        .transpose()
+}
+
+/// A request body as the object service takes it (no body: empty).
+pub(super) fn body_stream(
     body: Option<StreamingBlob>,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin {
     match body {
@@ -152,12 +162,7 @@ impl S3Api {
             trailing_headers,
             ..
         } = req;
-        let declared = i
-            .content_length
-            .map(|l| {
-                u64::try_from(l).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))
-            })
-            .transpose()?;
+        let declared = declared_length(i.content_length)?;
         let opts = PutOptions {
             content_type: i.content_type,
             user_meta: metadata_in(i.metadata),
