@@ -116,6 +116,8 @@ pub async fn serve_app(
             }
         });
     }
+    // Stop accepting before draining, so new connections are refused at once.
+    drop(listener);
     graceful.shutdown().await;
     Ok(())
 }
