@@ -149,17 +149,28 @@ impl ObjectService {
         let b = bucket.name.as_str();
         let key = rec.key.clone();
         let now_us = self.clock.now_ms().saturating_mul(1000);
-        let newest_seq = newest_version(kv, b, &key)?.map_or(0, |r| r.seq);
-        rec.seq = now_us.max(newest_seq + 1);
-        let mut freed = false;
-        match bucket.versioning {
-            Versioning::Enabled => rec.version_id = self.new_version_id(),
-            Versioning::Unversioned | Versioning::Suspended => {
-                rec.version_id = NULL_VERSION.to_string();
-                if let Some((vkey, old)) = find_version(kv, b, &key, NULL_VERSION)? {
-                    freed |= remove_version_entry(kv, &vkey, &old, self.clock.now_ms())?;
-                }
+        // One pass over the key's versions finds the newest (for ordering) and, unless
+        // versioning is on, the `null` version this write replaces.
+        let replaces_null = bucket.versioning != Versioning::Enabled;
+        let mut newest_seq = None;
+        let mut null_version = None;
+        scan_versions(kv, b, &key, &mut |vkey, r| {
+            newest_seq.get_or_insert(r.seq);
+            if replaces_null && r.version_id == NULL_VERSION {
+                null_version = Some((vkey, r));
+                return false;
             }
+            replaces_null
+        })?;
+        rec.seq = now_us.max(newest_seq.map_or(0, |s| s + 1));
+        let mut freed = false;
+        if replaces_null {
+            rec.version_id = NULL_VERSION.to_string();
+            if let Some((vkey, old)) = null_version {
+                freed |= remove_version_entry(kv, &vkey, &old, self.clock.now_ms())?;
+            }
+        } else {
+            rec.version_id = self.new_version_id();
         }
         let vkey = version_key(b, &key, rec.seq);
         kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
