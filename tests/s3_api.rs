@@ -844,6 +844,108 @@ async fn object_wrong_checksum_header_is_bad_digest() {
     assert_eq!(get(&c, "bkt", "k").await, b"abc");
 }
 
+/// A verified checksum is stored with the object: HEAD and GET return it when asked with
+/// `x-amz-checksum-mode: ENABLED` (the SDK then also checks the body against it), never
+/// for a range, and a copy keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_checksums_are_stored_and_returned_when_asked() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upload.bin");
+    let data = random_bytes(2 * MIB + 77, 31);
+    std::fs::write(&path, &data).unwrap();
+    let want = STANDARD.encode(sha2::Sha256::digest(&data));
+
+    // SHA-256 sent as an aws-chunked trailer.
+    let put = c
+        .put_object()
+        .bucket("bkt")
+        .key("trailed")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from_path(&path).await.unwrap())
+        .send()
+        .await
+        .expect("upload with a SHA-256 trailer");
+    assert_eq!(put.checksum_sha256(), Some(want.as_str()));
+
+    let head = c.head_object().bucket("bkt").key("trailed");
+    let plain = head.clone().send().await.unwrap();
+    assert_eq!(plain.checksum_sha256(), None, "only returned when asked");
+    let asked = head
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.checksum_sha256(), Some(want.as_str()));
+    assert_eq!(asked.checksum_crc32(), None);
+
+    let got = c
+        .get_object()
+        .bucket("bkt")
+        .key("trailed")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.checksum_sha256(), Some(want.as_str()));
+    assert_eq!(sha256_hex(&body(got).await), sha256_hex(&data));
+
+    let ranged = c
+        .get_object()
+        .bucket("bkt")
+        .key("trailed")
+        .range("bytes=10-99")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ranged.checksum_sha256(),
+        None,
+        "a range has no stored checksum"
+    );
+    assert_eq!(body(ranged).await, &data[10..100]);
+
+    // A checksum given as a header is stored the same way.
+    c.put_object()
+        .bucket("bkt")
+        .key("abc")
+        .checksum_crc32("NSRBwg==")
+        .body(ByteStream::from_static(b"abc"))
+        .send()
+        .await
+        .unwrap();
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("abc")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.checksum_crc32(), Some("NSRBwg=="));
+
+    // A copy has the same bytes, so it keeps the source's checksum.
+    c.copy_object()
+        .bucket("bkt")
+        .key("copy")
+        .copy_source("bkt/trailed")
+        .send()
+        .await
+        .unwrap();
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("copy")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.checksum_sha256(), Some(want.as_str()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_wrong_content_md5_is_bad_digest_and_stores_nothing() {
     let (_s, c) = s3::start().await;
@@ -2262,6 +2364,69 @@ async fn multipart_upload_complete_list_parts_and_part_number_get() {
             .await,
         404,
         "NoSuchUpload",
+    );
+}
+
+/// `x-amz-tagging` and metadata given when the upload is created end up on the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_keeps_tags_and_metadata_of_create() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    let id = c
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .tagging("team=storage&tier=cold")
+        .metadata("owner", "ops")
+        .content_type("application/x-big")
+        .send()
+        .await
+        .expect("create multipart upload")
+        .upload_id()
+        .expect("upload id")
+        .to_string();
+    let etag = upload_part(&c, "bkt", "big", &id, 1, b"only part").await;
+    c.complete_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &etag)]))
+        .send()
+        .await
+        .expect("complete");
+    let tags = c
+        .get_object_tagging()
+        .bucket("bkt")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("team".to_string(), "storage".to_string()),
+            ("tier".to_string(), "cold".to_string())
+        ]
+    );
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/x-big"));
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("owner"))
+            .map(String::as_str),
+        Some("ops")
     );
 }
 

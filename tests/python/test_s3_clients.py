@@ -617,12 +617,6 @@ def test_boto3_checksum_trailers_over_tls(s3_tls, bucket_name):
     assert s3.head_object(Bucket=b, Key="multipart")["ContentLength"] == len(big)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an upload's x-amz-checksum-* (header or aws-chunked trailer) is verified "
-    "but not stored: HEAD/GET with x-amz-checksum-mode: ENABLED answer without "
-    "x-amz-checksum-sha256 (issue 3: 'verified and stored, returned on GET/HEAD when asked')",
-)
 def test_boto3_checksum_returned_when_asked(s3_tls, bucket_name):
     s3 = s3_tls
     b = bucket_name("boto-tls")

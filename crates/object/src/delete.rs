@@ -88,6 +88,7 @@ impl ObjectService {
                     tags: Vec::new(),
                     part_sizes: Vec::new(),
                     body: Body::Chunks(Vec::new()),
+                    checksums: Vec::new(),
                 };
                 let (rec, freed) = svc.install_version(kv, &b, marker, None)?;
                 Ok((

@@ -95,6 +95,7 @@ impl ObjectService {
                 .content_type
                 .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
             user_meta: opts.user_meta,
+            tags: opts.tags,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         self.cluster
@@ -303,9 +304,10 @@ impl ObjectService {
                     sha256: chunks_sha256(&chunks),
                     content_type: up.content_type.clone(),
                     user_meta: up.user_meta.clone(),
-                    tags: Vec::new(),
+                    tags: up.tags.clone(),
                     part_sizes: chosen.iter().map(|p| p.size).collect(),
                     body: Body::Chunks(chunks),
+                    checksums: Vec::new(),
                 };
                 // The object takes its own references first, so releasing the parts
                 // frees only the chunks of parts left out.

@@ -1,6 +1,6 @@
 //! Writing whole objects.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bucketdb_store::chunks::bucket_hash;
 use bucketdb_store::records::{Body, ObjectRecord};
@@ -29,6 +29,30 @@ pub struct PutOptions {
     /// Conditional write (`If-Match` / `If-None-Match: *`), checked against the current
     /// version inside the commit, so it is atomic with respect to other writers.
     pub write_conditions: Conditions,
+    /// Checksums the body was verified against, stored with the object.
+    pub checksums: BodyChecksums,
+}
+
+/// The checksums of an upload's body, as (algorithm, value) pairs. Values sent as
+/// trailers are known only once the body stream has ended, so the stream's owner sets
+/// them then; the service reads them after consuming the whole body, before it commits.
+#[derive(Clone, Debug, Default)]
+pub struct BodyChecksums(Arc<Mutex<Vec<(String, String)>>>);
+
+impl BodyChecksums {
+    /// Checksums already known before the body is read (a copy's source).
+    pub fn known(values: Vec<(String, String)>) -> Self {
+        Self(Arc::new(Mutex::new(values)))
+    }
+
+    /// Record the body's verified checksums.
+    pub fn set(&self, values: Vec<(String, String)>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = values;
+    }
+
+    fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl PutOptions {
@@ -103,6 +127,7 @@ impl ObjectService {
             tags: opts.tags,
             part_sizes: Vec::new(),
             body,
+            checksums: opts.checksums.take(),
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let bucket = bucket.to_string();

@@ -1,33 +1,57 @@
 //! The records kept in the metadata store. Each is stored as one format-version byte
-//! followed by its postcard encoding; a reader refuses versions newer than it knows.
+//! followed by its postcard encoding. Every record type has its own format version: a
+//! reader refuses versions newer than it knows and upgrades older ones as it reads them,
+//! so a record is rewritten in the new format only when it next changes.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::chunks::ChunkRef;
 use crate::error::StoreError;
 
-/// The format version this build writes.
-pub const FORMAT_VERSION: u8 = 1;
+/// A value kept in the metadata store.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The format version this build writes.
+    const VERSION: u8 = 1;
 
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let mut out = vec![FORMAT_VERSION];
+    /// Decode a body written in an older format version (`version < VERSION`).
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        let _ = body;
+        Err(StoreError::Decode(format!(
+            "format version {version} of this record is not known"
+        )))
+    }
+}
+
+pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![T::VERSION];
     postcard::to_io(value, &mut out).map_err(|e| StoreError::Decode(e.to_string()))?;
     Ok(out)
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, StoreError> {
     let (&version, body) = bytes
         .split_first()
         .ok_or_else(|| StoreError::Decode("empty record".into()))?;
-    if version > FORMAT_VERSION {
+    if version > T::VERSION {
         return Err(StoreError::FutureFormat {
             found: version,
-            supported: FORMAT_VERSION,
+            supported: T::VERSION,
         });
     }
-    // Version 1 is the only format so far; older versions would be migrated here.
+    if version < T::VERSION {
+        return T::decode_older(version, body);
+    }
+    postcard_decode(body)
+}
+
+fn postcard_decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(body).map_err(|e| StoreError::Decode(e.to_string()))
 }
+
+/// Chunk reference counts.
+impl Record for u32 {}
+/// Presence markers (the GC queue).
+impl Record for () {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
@@ -54,6 +78,8 @@ pub struct BucketRecord {
     pub lifecycle: Vec<LifecycleRule>,
 }
 
+impl Record for BucketRecord {}
+
 /// Optional settings of a bucket, kept apart from `BucketRecord` so that new settings
 /// do not change the bucket record's format.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +87,50 @@ pub struct BucketConfig {
     /// Anyone may read objects (GET/HEAD) and list the bucket without credentials.
     pub public_read: bool,
     pub tags: Vec<(String, String)>,
+    /// Cross-origin rules browsers are told about (S3 CORS configuration).
+    pub cors: Vec<CorsRule>,
+}
+
+/// Format 1 of `BucketConfig`, before CORS rules.
+#[derive(Serialize, Deserialize)]
+struct BucketConfigV1 {
+    public_read: bool,
+    tags: Vec<(String, String)>,
+}
+
+impl Record for BucketConfig {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        match version {
+            1 => {
+                let v1: BucketConfigV1 = postcard_decode(body)?;
+                Ok(BucketConfig {
+                    public_read: v1.public_read,
+                    tags: v1.tags,
+                    cors: Vec::new(),
+                })
+            }
+            _ => Err(StoreError::Decode(format!(
+                "unknown bucket config format {version}"
+            ))),
+        }
+    }
+}
+
+/// One S3 CORS rule: which origins may use which methods and headers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    pub id: Option<String>,
+    /// Origins, each possibly with one `*` wildcard.
+    pub allowed_origins: Vec<String>,
+    /// `GET`, `PUT`, `POST`, `DELETE` or `HEAD`.
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for, each possibly with one `*` wildcard.
+    pub allowed_headers: Vec<String>,
+    /// Response headers scripts may read.
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<i32>,
 }
 
 /// Where an object's bytes live.
@@ -93,6 +163,58 @@ pub struct ObjectRecord {
     /// Sizes of the parts a multipart object was assembled from (empty otherwise).
     pub part_sizes: Vec<u64>,
     pub body: Body,
+    /// Checksums the client declared and the body was verified against, as
+    /// (algorithm, value in S3's base64 form), e.g. `("SHA256", "n4bQ...=")`.
+    pub checksums: Vec<(String, String)>,
+}
+
+/// Format 1 of `ObjectRecord`, before stored checksums.
+#[derive(Serialize, Deserialize)]
+struct ObjectRecordV1 {
+    key: String,
+    version_id: String,
+    seq: u64,
+    delete_marker: bool,
+    created_ms: u64,
+    size: u64,
+    etag: String,
+    sha256: String,
+    content_type: String,
+    user_meta: Vec<(String, String)>,
+    tags: Vec<(String, String)>,
+    part_sizes: Vec<u64>,
+    body: Body,
+}
+
+impl Record for ObjectRecord {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        match version {
+            1 => {
+                let v1: ObjectRecordV1 = postcard_decode(body)?;
+                Ok(ObjectRecord {
+                    key: v1.key,
+                    version_id: v1.version_id,
+                    seq: v1.seq,
+                    delete_marker: v1.delete_marker,
+                    created_ms: v1.created_ms,
+                    size: v1.size,
+                    etag: v1.etag,
+                    sha256: v1.sha256,
+                    content_type: v1.content_type,
+                    user_meta: v1.user_meta,
+                    tags: v1.tags,
+                    part_sizes: v1.part_sizes,
+                    body: v1.body,
+                    checksums: Vec::new(),
+                })
+            }
+            _ => Err(StoreError::Decode(format!(
+                "unknown object record format {version}"
+            ))),
+        }
+    }
 }
 
 impl ObjectRecord {
@@ -112,6 +234,43 @@ pub struct UploadRecord {
     pub created_ms: u64,
     pub content_type: String,
     pub user_meta: Vec<(String, String)>,
+    /// Tags the completed object gets (`x-amz-tagging` on CreateMultipartUpload).
+    pub tags: Vec<(String, String)>,
+}
+
+/// Format 1 of `UploadRecord`, before tags.
+#[derive(Serialize, Deserialize)]
+struct UploadRecordV1 {
+    upload_id: String,
+    bucket: String,
+    key: String,
+    created_ms: u64,
+    content_type: String,
+    user_meta: Vec<(String, String)>,
+}
+
+impl Record for UploadRecord {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        match version {
+            1 => {
+                let v1: UploadRecordV1 = postcard_decode(body)?;
+                Ok(UploadRecord {
+                    upload_id: v1.upload_id,
+                    bucket: v1.bucket,
+                    key: v1.key,
+                    created_ms: v1.created_ms,
+                    content_type: v1.content_type,
+                    user_meta: v1.user_meta,
+                    tags: Vec::new(),
+                })
+            }
+            _ => Err(StoreError::Decode(format!(
+                "unknown upload record format {version}"
+            ))),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +281,8 @@ pub struct PartRecord {
     pub created_ms: u64,
     pub chunks: Vec<ChunkRef>,
 }
+
+impl Record for PartRecord {}
 
 #[cfg(test)]
 mod tests {
@@ -136,14 +297,63 @@ mod tests {
             lifecycle: vec![],
         };
         let bytes = encode(&b).unwrap();
-        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(bytes[0], BucketRecord::VERSION);
         assert_eq!(decode::<BucketRecord>(&bytes).unwrap(), b);
         let mut future = bytes.clone();
-        future[0] = FORMAT_VERSION + 1;
+        future[0] = BucketRecord::VERSION + 1;
         assert!(matches!(
             decode::<BucketRecord>(&future),
             Err(StoreError::FutureFormat { .. })
         ));
         assert!(decode::<BucketRecord>(&[]).is_err());
+    }
+
+    fn with_version<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+        let mut out = vec![version];
+        postcard::to_io(value, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn format_1_object_records_are_read_without_checksums() {
+        let v1 = ObjectRecordV1 {
+            key: "a/b".into(),
+            version_id: "null".into(),
+            seq: 7,
+            delete_marker: false,
+            created_ms: 9,
+            size: 3,
+            etag: "e".into(),
+            sha256: "s".into(),
+            content_type: "text/plain".into(),
+            user_meta: vec![("k".into(), "v".into())],
+            tags: vec![("t".into(), "u".into())],
+            part_sizes: vec![1, 2],
+            body: Body::Inline,
+        };
+        let rec: ObjectRecord = decode(&with_version(1, &v1)).unwrap();
+        assert_eq!((rec.key.as_str(), rec.seq, rec.size), ("a/b", 7, 3));
+        assert_eq!(rec.user_meta, v1.user_meta);
+        assert_eq!(rec.tags, v1.tags);
+        assert_eq!(rec.part_sizes, vec![1, 2]);
+        assert!(rec.checksums.is_empty());
+        // Written again, it takes the current format and keeps its new field.
+        let mut rec = rec;
+        rec.checksums = vec![("CRC32".into(), "AAAAAA==".into())];
+        let bytes = encode(&rec).unwrap();
+        assert_eq!(bytes[0], ObjectRecord::VERSION);
+        assert_eq!(decode::<ObjectRecord>(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn format_1_bucket_configs_are_read_without_cors_rules() {
+        let v1 = BucketConfigV1 {
+            public_read: true,
+            tags: vec![("team".into(), "a".into())],
+        };
+        let c: BucketConfig = decode(&with_version(1, &v1)).unwrap();
+        assert!(c.public_read);
+        assert_eq!(c.tags, v1.tags);
+        assert!(c.cors.is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! `x-amz-checksum-*` verification: values given as request headers, or as `aws-chunked`
 //! trailers named by `x-amz-trailer`, are checked against the body as it streams into
 //! the object service. A mismatch ends the body with an error, so nothing is stored, and
-//! the operation answers `BadDigest`. A wrong `aws-chunked` chunk signature or a body that
+//! the operation answers `BadDigest`; verified values are stored with the object and
+//! returned on GET/HEAD with `x-amz-checksum-mode: ENABLED`. A wrong `aws-chunked` chunk signature or a body that
 //! does not match its signed `x-amz-content-sha256`, which s3s reports only as body
 //! errors, answer `SignatureDoesNotMatch` and `XAmzContentSHA256Mismatch` as S3 does.
 
@@ -10,6 +11,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bucketdb_object::{BodyChecksums, ObjectRecord};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::HeaderMap;
@@ -58,6 +60,10 @@ impl Algo {
         ALGOS
             .into_iter()
             .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn from_name(name: &str) -> Option<Algo> {
+        ALGOS.into_iter().find(|a| a.name() == name)
     }
 
     fn enable(self, h: &mut ChecksumHasher) {
@@ -151,15 +157,19 @@ pub struct Verified<S> {
     trailed: Vec<Algo>,
     trailers: Option<TrailingHeaders>,
     mismatch: Mismatch,
+    /// Where the verified values go once the whole body matched.
+    verified: BodyChecksums,
     done: bool,
 }
 
 /// Wrap `body` so that it fails at its end unless it matches every `x-amz-checksum-*`
-/// header and every checksum trailer announced in `x-amz-trailer`.
+/// header and every checksum trailer announced in `x-amz-trailer`; the values it matched
+/// are then set in `verified`.
 pub fn verify<S>(
     headers: &HeaderMap,
     trailers: Option<TrailingHeaders>,
     body: S,
+    verified: BodyChecksums,
 ) -> (Verified<S>, Mismatch) {
     let expected: Vec<(Algo, String)> = ALGOS
         .into_iter()
@@ -195,6 +205,7 @@ pub fn verify<S>(
             trailed,
             trailers,
             mismatch: mismatch.clone(),
+            verified,
             done: false,
         },
         mismatch,
@@ -257,7 +268,18 @@ where
                 };
                 let sums = h.finalize();
                 match self.first_mismatch(&sums) {
-                    None => Poll::Ready(None),
+                    None => {
+                        let algos = self.expected.iter().map(|(a, _)| *a);
+                        let mut values: Vec<(String, String)> = algos
+                            .chain(self.trailed.iter().copied())
+                            .filter_map(|a| {
+                                Some((a.name().to_string(), a.computed(&sums)?.to_string()))
+                            })
+                            .collect();
+                        values.dedup();
+                        self.verified.set(values);
+                        Poll::Ready(None)
+                    }
                     Some(a) => {
                         self.mismatch.set(Failure::Checksum(a));
                         Poll::Ready(Some(Err(io::Error::new(
@@ -275,4 +297,47 @@ where
 /// checksum (the service saw only a broken body), else the service's own error.
 pub fn checked<T>(r: Result<T, bucketdb_object::ObjectError>, m: &Mismatch) -> S3Result<T> {
     r.map_err(|e| m.error().unwrap_or_else(|| super::error::s3_error(e)))
+}
+
+/// The checksums stored with an object, in the fields S3 responses carry them in.
+#[derive(Default)]
+pub struct StoredChecksums {
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub checksum_type: Option<s3s::dto::ChecksumType>,
+}
+
+impl StoredChecksums {
+    /// What to return for `rec`: nothing unless `x-amz-checksum-mode: ENABLED` asked for
+    /// it and the whole object is returned (a range has no stored checksum).
+    pub fn of(rec: &ObjectRecord, mode: Option<&s3s::dto::ChecksumMode>, whole: bool) -> Self {
+        let enabled = mode.is_some_and(|m| m.as_str() == s3s::dto::ChecksumMode::ENABLED);
+        if !enabled || !whole {
+            return Self::default();
+        }
+        Self::all(rec)
+    }
+
+    /// Every checksum stored with `rec`.
+    pub fn all(rec: &ObjectRecord) -> Self {
+        let mut out = Self::default();
+        for (name, value) in &rec.checksums {
+            let slot = match Algo::from_name(name) {
+                Some(Algo::Crc32) => &mut out.crc32,
+                Some(Algo::Crc32c) => &mut out.crc32c,
+                Some(Algo::Crc64Nvme) => &mut out.crc64nvme,
+                Some(Algo::Sha1) => &mut out.sha1,
+                Some(Algo::Sha256) => &mut out.sha256,
+                None => continue,
+            };
+            *slot = Some(value.clone());
+            out.checksum_type = Some(s3s::dto::ChecksumType::from_static(
+                s3s::dto::ChecksumType::FULL_OBJECT,
+            ));
+        }
+        out
+    }
 }

@@ -57,8 +57,12 @@ impl S3Api {
         } = req;
         let n = part_number(i.part_number)?;
         let declared = declared_length(i.content_length)?;
-        let (body, mismatch) =
-            super::checksum::verify(&headers, trailing_headers, body_stream(i.body));
+        let (body, mismatch) = super::checksum::verify(
+            &headers,
+            trailing_headers,
+            body_stream(i.body),
+            bucketdb_object::BodyChecksums::default(),
+        );
         let part = super::checksum::checked(
             self.svc
                 .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, declared)

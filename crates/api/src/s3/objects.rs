@@ -1,12 +1,15 @@
 //! Object operations: put, get, head, delete, delete many, copy, tagging.
 
 use base64::Engine;
-use bucketdb_object::{Conditions, ObjectReader, ObjectRecord, PutOptions, RangeSpec};
+use bucketdb_object::{
+    BodyChecksums, Conditions, ObjectReader, ObjectRecord, PutOptions, RangeSpec,
+};
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::S3Api;
+use super::checksum::StoredChecksums;
 use super::convert::{conditions, etag, metadata_in, metadata_out, range, timestamp, version_id};
 use super::error::{IntoS3, s3_error};
 
@@ -171,16 +174,28 @@ impl S3Api {
             create_bucket: false,
             content_md5: content_md5(i.content_md5.as_deref())?,
             write_conditions: conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), None, None),
+            checksums: BodyChecksums::default(),
         };
-        let (body, mismatch) =
-            super::checksum::verify(&headers, trailing_headers, body_stream(i.body));
+        let (body, mismatch) = super::checksum::verify(
+            &headers,
+            trailing_headers,
+            body_stream(i.body),
+            opts.checksums.clone(),
+        );
         let rec = super::checksum::checked(
             self.svc.put_object(&i.bucket, &i.key, body, opts).await,
             &mismatch,
         )?;
+        let sums = StoredChecksums::all(&rec);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&rec)),
             version_id: version_id(&rec),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_type: sums.checksum_type,
             ..Default::default()
         }))
     }
@@ -213,6 +228,7 @@ impl S3Api {
         let content_range = reader
             .range
             .map(|(s, e)| format!("bytes {s}-{e}/{}", r.size));
+        let sums = StoredChecksums::of(r, i.checksum_mode.as_ref(), reader.range.is_none());
         let out = GetObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(reader.content_length() as i64),
@@ -232,6 +248,12 @@ impl S3Api {
             tag_count: (!r.tags.is_empty()).then_some(r.tags.len() as i32),
             parts_count: (i.part_number.is_some() && !r.part_sizes.is_empty())
                 .then_some(r.part_sizes.len() as i32),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_type: sums.checksum_type,
             body: Some(StreamingBlob::wrap(reader.body)),
             ..Default::default()
         };
@@ -265,6 +287,7 @@ impl S3Api {
             Some(n) => part_range(&r, n)?,
             None => i.range.as_ref().map(range),
         };
+        let sums = StoredChecksums::of(&r, i.checksum_mode.as_ref(), wanted.is_none());
         if let Some(w) = wanted {
             let (s, e) = w.resolve(r.size).s3()?;
             length = e - s + 1;
@@ -281,6 +304,12 @@ impl S3Api {
             version_id: version_id(&r),
             parts_count: (i.part_number.is_some() && !r.part_sizes.is_empty())
                 .then_some(r.part_sizes.len() as i32),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_type: sums.checksum_type,
             ..Default::default()
         }))
     }
@@ -403,6 +432,8 @@ impl S3Api {
             create_bucket: false,
             content_md5: None,
             write_conditions: Conditions::default(),
+            // The bytes are the source's, so its verified checksums still hold.
+            checksums: BodyChecksums::known(src.checksums.clone()),
         };
         let body = reader.body.map_err(std::io::Error::other);
         let rec = self
