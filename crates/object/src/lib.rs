@@ -26,8 +26,8 @@ use bucketdb_store::{Clock, Random};
 use tokio::sync::{Notify, Semaphore};
 
 pub use bucketdb_store::records::{
-    Body as StoredBody, BucketConfig, BucketRecord, LifecycleRule, ObjectRecord, PartRecord,
-    UploadRecord, Versioning,
+    Body as StoredBody, BucketConfig, BucketRecord, CorsRule, LifecycleRule, ObjectRecord,
+    PartRecord, UploadRecord, Versioning,
 };
 pub use conditions::Conditions;
 pub use error::{ObjectError, Result};

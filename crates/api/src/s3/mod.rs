@@ -6,6 +6,7 @@ mod bucket_config;
 mod buckets;
 mod checksum;
 mod convert;
+mod cors;
 mod error;
 mod list;
 mod multipart;
@@ -91,6 +92,9 @@ delegate! {
     get_bucket_tagging => op_get_bucket_tagging: GetBucketTaggingInput => GetBucketTaggingOutput;
     put_bucket_tagging => op_put_bucket_tagging: PutBucketTaggingInput => PutBucketTaggingOutput;
     delete_bucket_tagging => op_delete_bucket_tagging: DeleteBucketTaggingInput => DeleteBucketTaggingOutput;
+    get_bucket_cors => op_get_bucket_cors: GetBucketCorsInput => GetBucketCorsOutput;
+    put_bucket_cors => op_put_bucket_cors: PutBucketCorsInput => PutBucketCorsOutput;
+    delete_bucket_cors => op_delete_bucket_cors: DeleteBucketCorsInput => DeleteBucketCorsOutput;
 }
 
 /// Who may do what: the root credentials anything; anonymous requesters only read
@@ -236,14 +240,20 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
         access_key: state.credentials.access_key.clone(),
         secret_key: SecretKey::from(state.credentials.secret_key.clone()),
     });
+    let mut cors_state = cors::CorsState {
+        svc: state.service.clone(),
+        host: None,
+    };
     if let Some(domain) = &settings.domain {
-        let host = s3s::host::SingleDomain::new(domain).map_err(|e| format!("s3_domain: {e}"))?;
-        builder.set_host(host);
+        let host = || s3s::host::SingleDomain::new(domain).map_err(|e| format!("s3_domain: {e}"));
+        builder.set_host(host()?);
+        cors_state.host = Some(Arc::new(host()?));
     }
     let service = HandleError::new(builder.build(), http_error);
     Ok(Router::new()
         .fallback_service(service)
         .layer(axum::middleware::from_fn(refuse_unsupported_auth))
+        .layer(axum::middleware::from_fn_with_state(cors_state, cors::cors))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::observe::observe_s3,
