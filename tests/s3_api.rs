@@ -2160,6 +2160,198 @@ async fn list_object_versions_pagination_with_markers() {
     assert_eq!(unique, everything, "every version listed");
 }
 
+/// One ListObjectVersions page as `v:key:id` (`*` when latest; delete markers too) and
+/// `p:prefix` entries in key order, with the page's NextKeyMarker and
+/// NextVersionIdMarker (`None` for both on the last page).
+fn version_page_entries(
+    out: &aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput,
+) -> (Vec<String>, Option<(String, Option<String>)>) {
+    let star = |latest: Option<bool>| if latest == Some(true) { "*" } else { "" };
+    let mut entries: Vec<(String, String)> = out
+        .versions()
+        .iter()
+        .map(|v| (v.key().unwrap(), v.version_id().unwrap(), v.is_latest()))
+        .chain(
+            out.delete_markers()
+                .iter()
+                .map(|m| (m.key().unwrap(), m.version_id().unwrap(), m.is_latest())),
+        )
+        .map(|(k, id, latest)| (k.to_string(), format!("v:{k}:{id}{}", star(latest))))
+        .chain(out.common_prefixes().iter().map(|p| {
+            let p = p.prefix().unwrap();
+            (p.to_string(), format!("p:{p}"))
+        }))
+        .collect();
+    // Stable: versions and delete markers of a key are interleaved by age below.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let next = (out.is_truncated() == Some(true)).then(|| {
+        (
+            out.next_key_marker().expect("next key marker").to_string(),
+            out.next_version_id_marker().map(str::to_string),
+        )
+    });
+    (entries.into_iter().map(|(_, e)| e).collect(), next)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_object_versions_delimiter_pages_across_common_prefixes() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "vers").await;
+    enable_versioning(&c, "vers").await;
+    let mut ids: HashMap<&str, Vec<String>> = HashMap::new();
+    for key in ["a", "a", "dir/x", "dir/x", "dir/y", "e", "z dir/q", "zz"] {
+        let id = c
+            .put_object()
+            .bucket("vers")
+            .key(key)
+            .body(ByteStream::from(key.as_bytes().to_vec()))
+            .send()
+            .await
+            .unwrap()
+            .version_id()
+            .unwrap()
+            .to_string();
+        ids.entry(key).or_default().push(id);
+    }
+    let del = c
+        .delete_object()
+        .bucket("vers")
+        .key("dir/y")
+        .send()
+        .await
+        .unwrap();
+    ids.get_mut("dir/y")
+        .unwrap()
+        .push(del.version_id().unwrap().to_string());
+    let id = |k: &str, i: usize| ids[k][i].clone();
+
+    let list = |max_keys: Option<i32>, key_marker: Option<String>, version: Option<String>| {
+        c.list_object_versions()
+            .bucket("vers")
+            .delimiter("/")
+            .set_max_keys(max_keys)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version)
+            .send()
+    };
+
+    // Everything under dir/ and "z dir/" is one common prefix each, counted once.
+    let full = list(None, None, None).await.unwrap();
+    assert_eq!(full.delimiter(), Some("/"));
+    let (all, next) = version_page_entries(&full);
+    assert_eq!(next, None);
+    assert_eq!(
+        all,
+        vec![
+            format!("v:a:{}*", id("a", 1)),
+            format!("v:a:{}", id("a", 0)),
+            "p:dir/".to_string(),
+            format!("v:e:{}*", id("e", 0)),
+            "p:z dir/".to_string(),
+            format!("v:zz:{}*", id("zz", 0)),
+        ]
+    );
+
+    // Three entries a page: the first page ends on the common prefix dir/, so the next
+    // key marker is that prefix with no version marker, and the second page starts past
+    // every key under it.
+    let first = list(Some(3), None, None).await.unwrap();
+    assert_eq!(first.max_keys(), Some(3));
+    let (entries, next) = version_page_entries(&first);
+    assert_eq!(entries, all[..3]);
+    assert_eq!(next, Some(("dir/".to_string(), None)));
+    let second = list(Some(3), Some("dir/".into()), None).await.unwrap();
+    let (entries, next) = version_page_entries(&second);
+    assert_eq!(entries, all[3..]);
+    assert_eq!(next, None);
+    assert_eq!(second.key_marker(), Some("dir/"));
+
+    // Any page size: following the markers visits every entry exactly once.
+    for max_keys in 1..=7 {
+        let mut seen = Vec::new();
+        let mut markers: Option<(String, Option<String>)> = None;
+        for _ in 0..20 {
+            let (km, vm) = markers.clone().unzip();
+            let out = list(Some(max_keys), km, vm.flatten()).await.unwrap();
+            let (entries, next) = version_page_entries(&out);
+            assert!(entries.len() <= max_keys as usize);
+            seen.extend(entries);
+            markers = next;
+            if markers.is_none() {
+                break;
+            }
+        }
+        assert!(markers.is_none(), "pagination ended");
+        assert_eq!(seen, all, "max-keys {max_keys}");
+    }
+
+    // A version-id marker needs a key marker.
+    assert_fails(
+        list(Some(3), None, Some(id("a", 0))).await,
+        400,
+        "InvalidArgument",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_object_versions_delimiter_encoding_type_url() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "vers").await;
+    enable_versioning(&c, "vers").await;
+    put_keys(&c, "vers", &["e", "z dir/ü q", "zz"]).await;
+
+    // The page ends on the common prefix "z dir/": both it and the next key marker come
+    // back percent-encoded; decoded, the marker resumes past the prefix.
+    let out = c
+        .list_object_versions()
+        .bucket("vers")
+        .delimiter("/")
+        .encoding_type(EncodingType::Url)
+        .key_marker("e")
+        .max_keys(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.encoding_type(), Some(&EncodingType::Url));
+    assert!(out.versions().is_empty());
+    let prefixes: Vec<_> = out
+        .common_prefixes()
+        .iter()
+        .map(|p| p.prefix().unwrap())
+        .collect();
+    assert_eq!(prefixes, ["z%20dir/"]);
+    assert_eq!(out.is_truncated(), Some(true));
+    assert_eq!(out.next_key_marker(), Some("z%20dir/"));
+    assert_eq!(out.next_version_id_marker(), None);
+    let out = c
+        .list_object_versions()
+        .bucket("vers")
+        .delimiter("/")
+        .encoding_type(EncodingType::Url)
+        .key_marker(s3::percent_decode("z%20dir/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.key_marker(), Some("z%20dir/"));
+    let keys: Vec<_> = out.versions().iter().map(|v| v.key().unwrap()).collect();
+    assert_eq!(keys, ["zz"]);
+    assert!(out.common_prefixes().is_empty());
+    assert_eq!(out.is_truncated(), Some(false));
+
+    // Without a delimiter the key itself is encoded.
+    let out = c
+        .list_object_versions()
+        .bucket("vers")
+        .prefix("z ")
+        .encoding_type(EncodingType::Url)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<_> = out.versions().iter().map(|v| v.key().unwrap()).collect();
+    assert_eq!(keys, ["z%20dir/%C3%BC%20q"]);
+    assert_eq!(out.prefix(), Some("z%20"));
+}
+
 // ---------------------------------------------------------------- multipart
 
 async fn upload_part(c: &Client, bucket: &str, key: &str, id: &str, n: i32, data: &[u8]) -> String {

@@ -1,9 +1,11 @@
-//! Listing the current objects of a bucket: an ordered range scan with prefix, delimiter
-//! (common prefixes are skipped over with one seek each, not walked) and a cursor.
+//! Listing a bucket: an ordered range scan of one table (current objects, or every
+//! version) with prefix, delimiter (common prefixes are skipped over with one seek each,
+//! not walked) and a marker. `Listing` is that scan, shared by ListObjects and
+//! ListObjectVersions; each caller only decides what a page holds and where it ends.
 
-use bucketdb_store::Table;
-use bucketdb_store::keys::{bucket_prefix, prefix_end};
+use bucketdb_store::keys::{SEP, bucket_prefix, prefix_end};
 use bucketdb_store::records::{ObjectRecord, decode};
+use bucketdb_store::{KvRead, Table};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
@@ -12,10 +14,13 @@ use crate::versions::load_bucket;
 
 /// Most entries (objects plus common prefixes) in one page.
 pub const MAX_LIST_LIMIT: usize = 1000;
-/// Entries read per scan; small, because each common prefix restarts the scan past it.
+/// Entries read per scan when a delimiter is given; small, because each common prefix
+/// restarts the scan past it.
 const LIST_SCAN_BATCH: usize = 64;
-/// Longest prefix, delimiter or cursor accepted.
+/// Longest prefix, delimiter or marker accepted.
 const LIST_ARG_MAX_BYTES: usize = 1024;
+/// Bytes after the object key in a version key: `NUL` and the 8-byte sequence number.
+const VERSION_KEY_SUFFIX: usize = 1 + 8;
 
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
@@ -35,19 +40,144 @@ pub struct ListPage {
     pub next_cursor: Option<String>,
 }
 
+/// Refuse listing arguments (prefix, delimiter, markers) longer than 1024 bytes.
+pub(crate) fn check_list_args(args: &[Option<&str>]) -> Result<()> {
+    if args.iter().flatten().any(|a| a.len() > LIST_ARG_MAX_BYTES) {
+        return Err(ObjectError::InvalidArgument(
+            "prefix, delimiter and markers are limited to 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a listing walk finds, in key order.
+pub(crate) enum Step<'a> {
+    /// A table entry (an object, or one version) of a key not rolled up into a common
+    /// prefix.
+    Entry { key: &'a str, value: &'a [u8] },
+    /// A common prefix, found once: the walk goes on past every key under it.
+    Prefix(&'a str),
+}
+
+/// The keys of one bucket under a prefix, in one table whose keys are `bucket NUL key`
+/// (current objects) or `bucket NUL key NUL !seq` (versions), rolled up into common
+/// prefixes at a delimiter.
+pub(crate) struct Listing<'q> {
+    table: Table,
+    base: Vec<u8>,
+    prefix: &'q str,
+    delimiter: Option<&'q str>,
+}
+
+impl<'q> Listing<'q> {
+    /// An empty delimiter means none.
+    pub(crate) fn new(
+        table: Table,
+        bucket: &str,
+        prefix: &'q str,
+        delimiter: Option<&'q str>,
+    ) -> Self {
+        Listing {
+            table,
+            base: bucket_prefix(bucket),
+            prefix,
+            delimiter: delimiter.filter(|d| !d.is_empty()),
+        }
+    }
+
+    fn full(&self, key: &str) -> Vec<u8> {
+        [self.base.as_slice(), key.as_bytes()].concat()
+    }
+
+    /// The common prefix `key` rolls up into, if any.
+    pub(crate) fn common_prefix<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let d = self.delimiter?;
+        let rest = key.strip_prefix(self.prefix)?;
+        rest.find(d)
+            .map(|i| &key[..self.prefix.len() + i + d.len()])
+    }
+
+    /// The object key of a table key.
+    fn key_of<'k>(&self, table_key: &'k [u8]) -> Result<&'k str> {
+        let suffix = match self.table {
+            Table::Versions => VERSION_KEY_SUFFIX,
+            _ => 0,
+        };
+        let key = table_key
+            .get(self.base.len()..table_key.len().saturating_sub(suffix))
+            .ok_or_else(|| ObjectError::Internal("malformed listing key".into()))?;
+        std::str::from_utf8(key).map_err(|e| ObjectError::Internal(e.to_string()))
+    }
+
+    /// Where a walk resumes after `marker`: past every key under it if it names a
+    /// common prefix, otherwise past the key itself (and all its versions). `None`:
+    /// nothing can follow.
+    pub(crate) fn past(&self, marker: &str) -> Option<Vec<u8>> {
+        if self.common_prefix(marker) == Some(marker) {
+            prefix_end(&self.full(marker))
+        } else {
+            prefix_end(&[self.full(marker).as_slice(), &[SEP]].concat())
+        }
+    }
+
+    /// Visit, in key order from table key `resume` (or from the start of the prefix),
+    /// every entry of a key that rolls up into no common prefix and every common prefix
+    /// once, until `visit` returns `false`. `limit` is the page size, to size the scans.
+    pub(crate) fn walk(
+        &self,
+        kv: &dyn KvRead,
+        resume: Option<&[u8]>,
+        limit: usize,
+        visit: &mut dyn FnMut(Step<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        let start = self.full(self.prefix);
+        let end = prefix_end(&start);
+        let mut from = match resume {
+            Some(r) if r > start.as_slice() => r.to_vec(),
+            _ => start,
+        };
+        // Without a delimiter nothing is skipped: one scan fills the page.
+        let want = match self.delimiter {
+            Some(_) => LIST_SCAN_BATCH.min(limit + 1),
+            None => limit + 1,
+        };
+        'scan: loop {
+            let batch = kv.scan(self.table, &from, end.as_deref(), want)?;
+            for (k, v) in &batch {
+                let key = self.key_of(k)?;
+                if let Some(cp) = self.common_prefix(key) {
+                    let next = prefix_end(&self.full(cp));
+                    if !visit(Step::Prefix(cp))? {
+                        return Ok(());
+                    }
+                    match next {
+                        Some(next) => {
+                            from = next;
+                            continue 'scan;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                if !visit(Step::Entry { key, value: v })? {
+                    return Ok(());
+                }
+                from = [k.as_slice(), &[0]].concat();
+            }
+            if batch.len() < want {
+                return Ok(());
+            }
+        }
+    }
+}
+
 impl ObjectService {
     pub fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
         validate_bucket_name(bucket)?;
-        let too_long = |s: &str| s.len() > LIST_ARG_MAX_BYTES;
-        if too_long(&q.prefix)
-            || q.delimiter.as_deref().is_some_and(too_long)
-            || q.start_after.as_deref().is_some_and(too_long)
-        {
-            return Err(ObjectError::InvalidArgument(
-                "prefix, delimiter and cursor are limited to 1024 bytes".into(),
-            ));
-        }
-        let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
+        check_list_args(&[
+            Some(q.prefix.as_str()),
+            q.delimiter.as_deref(),
+            q.start_after.as_deref(),
+        ])?;
         let limit = if q.limit == 0 {
             MAX_LIST_LIMIT
         } else {
@@ -56,68 +186,33 @@ impl ObjectService {
         let kv = self.cluster.meta().read()?;
         load_bucket(kv.as_ref(), bucket)?;
 
-        let base = bucket_prefix(bucket);
-        let full = |k: &str| [base.as_slice(), k.as_bytes()].concat();
-        let scan_prefix = full(&q.prefix);
-        let end = prefix_end(&scan_prefix);
-        // The rolled-up common prefix a key falls under, if any.
-        let common_prefix = |key: &str| -> Option<String> {
-            let d = delimiter?;
-            let rest = key.strip_prefix(q.prefix.as_str())?;
-            rest.find(d)
-                .map(|i| key[..q.prefix.len() + i + d.len()].to_string())
-        };
-        let mut from = scan_prefix.clone();
-        if let Some(after) = &q.start_after {
-            // Skip everything under a common prefix the cursor names.
-            let skip = match common_prefix(after) {
-                Some(cp) if &cp == after => prefix_end(&full(after)),
-                _ => Some([full(after).as_slice(), &[0]].concat()),
-            };
-            match skip {
-                Some(s) if s > from => from = s,
-                Some(_) => {}
+        let listing = Listing::new(Table::Current, bucket, &q.prefix, q.delimiter.as_deref());
+        let resume = match &q.start_after {
+            Some(after) => match listing.past(after) {
+                Some(r) => Some(r),
                 None => return Ok(ListPage::default()),
-            }
-        }
-
+            },
+            None => None,
+        };
         let mut page = ListPage::default();
         let mut last: Option<String> = None;
-        'scan: loop {
-            let want = LIST_SCAN_BATCH.min(limit + 1);
-            let batch = kv.scan(Table::Current, &from, end.as_deref(), want)?;
-            if batch.is_empty() {
-                break;
+        listing.walk(kv.as_ref(), resume.as_deref(), limit, &mut |step| {
+            if page.objects.len() + page.prefixes.len() == limit {
+                page.next_cursor = last.take();
+                return Ok(false);
             }
-            let n = batch.len();
-            for (k, v) in batch {
-                let key = std::str::from_utf8(&k[base.len()..])
-                    .map_err(|e| ObjectError::Internal(e.to_string()))?
-                    .to_string();
-                if page.objects.len() + page.prefixes.len() == limit {
-                    page.next_cursor = last;
-                    return Ok(page);
+            match step {
+                Step::Prefix(cp) => {
+                    page.prefixes.push(cp.to_string());
+                    last = Some(cp.to_string());
                 }
-                if let Some(cp) = common_prefix(&key) {
-                    match prefix_end(&full(&cp)) {
-                        Some(next) => from = next,
-                        None => {
-                            page.prefixes.push(cp);
-                            break 'scan;
-                        }
-                    }
-                    page.prefixes.push(cp.clone());
-                    last = Some(cp);
-                    continue 'scan;
+                Step::Entry { key, value } => {
+                    page.objects.push(decode(value)?);
+                    last = Some(key.to_string());
                 }
-                from = [k.as_slice(), &[0]].concat();
-                page.objects.push(decode(&v)?);
-                last = Some(key);
             }
-            if n < want {
-                break;
-            }
-        }
+            Ok(true)
+        })?;
         Ok(page)
     }
 }

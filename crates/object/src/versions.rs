@@ -8,6 +8,7 @@ use bucketdb_store::{KvRead, KvWrite, StoreError, Table};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
+use crate::list::{Listing, Step, check_list_args};
 use crate::refs::{add_refs, release_refs};
 
 /// Most versions returned by one listing.
@@ -31,8 +32,12 @@ pub struct VersionPage {
     /// Versions and delete markers, by key, newest first within a key; with whether each
     /// is the latest version of its key.
     pub versions: Vec<(ObjectRecord, bool)>,
-    /// Where the next page starts (`None`: this is the last page).
+    /// Common prefixes (only with a delimiter), in key order.
+    pub prefixes: Vec<String>,
+    /// Where the next page starts (`None`: this is the last page): the last key listed,
+    /// or the common prefix the page ended on.
     pub next_key_marker: Option<String>,
+    /// The last version listed; `None` when the page ended on a common prefix.
     pub next_version_id_marker: Option<String>,
 }
 
@@ -203,59 +208,73 @@ impl ObjectService {
         Ok((Some(rec), freed))
     }
 
-    /// A page of every version in a bucket under `prefix`, after the given markers.
+    /// A page of every version in a bucket under `prefix`, after the given markers (S3
+    /// ListObjectVersions). With a `delimiter`, keys containing it after the prefix are
+    /// rolled up into common prefixes, each one entry toward `limit`, as in
+    /// [`ObjectService::list_objects`]. A `key_marker` naming a common prefix resumes past
+    /// every key under it (the `version_id_marker` is then ignored).
     pub fn list_bucket_versions(
         &self,
         bucket: &str,
         prefix: &str,
+        delimiter: Option<&str>,
         key_marker: Option<&str>,
         version_id_marker: Option<&str>,
         limit: usize,
     ) -> Result<VersionPage> {
         crate::names::validate_bucket_name(bucket)?;
+        check_list_args(&[Some(prefix), delimiter, key_marker, version_id_marker])?;
         let limit = limit.clamp(1, MAX_VERSIONS_LISTED);
         let kv = self.cluster.meta().read()?;
         load_bucket(kv.as_ref(), bucket)?;
-        let start = [
-            bucketdb_store::keys::bucket_prefix(bucket).as_slice(),
-            prefix.as_bytes(),
-        ]
-        .concat();
-        let end = prefix_end(&start);
-        let mut from = start.clone();
+        let listing = Listing::new(Table::Versions, bucket, prefix, delimiter);
+        // The key whose versions the page starts in the middle of, if any.
         let mut prev_key: Option<String> = None;
+        let mut resume = None;
         if let Some(km) = key_marker.filter(|k| !k.is_empty()) {
-            let resume = match version_id_marker.filter(|v| !v.is_empty()) {
-                Some(vm) => match find_version(kv.as_ref(), bucket, km, vm)? {
-                    Some((vkey, _)) => {
-                        prev_key = Some(km.to_string());
-                        Some([vkey.as_slice(), &[0]].concat())
-                    }
-                    None => prefix_end(&versions_prefix(bucket, km)),
-                },
-                None => prefix_end(&versions_prefix(bucket, km)),
+            let version_marker = version_id_marker
+                .filter(|v| !v.is_empty() && listing.common_prefix(km) != Some(km));
+            let after_version = match version_marker {
+                Some(vm) => find_version(kv.as_ref(), bucket, km, vm)?,
+                None => None,
             };
-            match resume {
-                Some(r) if r > from => from = r,
-                Some(_) => {}
-                None => return Ok(VersionPage::default()),
-            }
-        }
-        let entries = kv.scan(Table::Versions, &from, end.as_deref(), limit + 1)?;
-        let mut page = VersionPage::default();
-        for (_, v) in entries {
-            let rec: ObjectRecord = decode(&v)?;
-            if page.versions.len() == limit {
-                if let Some((last, _)) = page.versions.last() {
-                    page.next_key_marker = Some(last.key.clone());
-                    page.next_version_id_marker = Some(last.version_id.clone());
+            resume = match after_version {
+                Some((vkey, _)) => {
+                    prev_key = Some(km.to_string());
+                    Some([vkey.as_slice(), &[0]].concat())
                 }
-                break;
-            }
-            let latest = prev_key.as_deref() != Some(rec.key.as_str());
-            prev_key = Some(rec.key.clone());
-            page.versions.push((rec, latest));
+                None => match listing.past(km) {
+                    Some(r) => Some(r),
+                    None => return Ok(VersionPage::default()),
+                },
+            };
         }
+        let mut page = VersionPage::default();
+        // The last entry of the page: a key and version, or a common prefix.
+        let mut last: Option<(String, Option<String>)> = None;
+        listing.walk(kv.as_ref(), resume.as_deref(), limit, &mut |step| {
+            if page.versions.len() + page.prefixes.len() == limit {
+                if let Some((key, version)) = last.take() {
+                    page.next_key_marker = Some(key);
+                    page.next_version_id_marker = version;
+                }
+                return Ok(false);
+            }
+            match step {
+                Step::Prefix(cp) => {
+                    page.prefixes.push(cp.to_string());
+                    last = Some((cp.to_string(), None));
+                }
+                Step::Entry { key, value } => {
+                    let rec: ObjectRecord = decode(value)?;
+                    let latest = prev_key.as_deref() != Some(key);
+                    prev_key = Some(key.to_string());
+                    last = Some((key.to_string(), Some(rec.version_id.clone())));
+                    page.versions.push((rec, latest));
+                }
+            }
+            Ok(true)
+        })?;
         Ok(page)
     }
 

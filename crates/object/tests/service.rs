@@ -925,6 +925,274 @@ async fn list_returns_keys_in_utf8_binary_order() {
     assert_eq!(walked, expected);
 }
 
+/// A versioned bucket over `TREE`: `a` has two versions, `a/c/d` ends in a delete marker,
+/// `b` has a version, a delete marker and a newer version. Returns the version ids of
+/// each key, oldest first.
+async fn versioned_tree() -> (Env, Vec<(&'static str, Vec<String>)>) {
+    let env = Env::new();
+    env.create_bucket("bkt").await;
+    env.svc
+        .set_versioning("bkt", Versioning::Enabled)
+        .await
+        .unwrap();
+    let mut ids: Vec<(&'static str, Vec<String>)> = Vec::new();
+    let ops: [(&'static str, bool); 9] = [
+        ("a", false),
+        ("a", false),
+        ("a/b", false),
+        ("a/c/d", false),
+        ("a/c/d", true),
+        ("b", false),
+        ("b", true),
+        ("b", false),
+        ("c/x", false),
+    ];
+    for (key, delete) in ops {
+        let id = if delete {
+            env.svc
+                .delete_object("bkt", key, None)
+                .await
+                .unwrap()
+                .version_id
+                .unwrap()
+        } else {
+            env.put("bkt", key, key.as_bytes()).await.version_id
+        };
+        match ids.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(id),
+            None => ids.push((key, vec![id])),
+        }
+    }
+    (env, ids)
+}
+
+/// `v:key:id` (`*` appended when latest) for each version, `p:prefix` for each common
+/// prefix, merged in key order.
+fn version_entries(page: &bucketdb_object::VersionPage) -> Vec<String> {
+    let mut entries: Vec<(String, String)> = page
+        .versions
+        .iter()
+        .map(|(r, latest)| {
+            let star = if *latest { "*" } else { "" };
+            (r.key.clone(), format!("v:{}:{}{star}", r.key, r.version_id))
+        })
+        .chain(page.prefixes.iter().map(|p| (p.clone(), format!("p:{p}"))))
+        .collect();
+    // Stable: the versions of one key stay newest first.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter().map(|(_, e)| e).collect()
+}
+
+/// Page through a versions listing; returns every entry and the markers each page ended
+/// with.
+fn walk_versions(
+    env: &Env,
+    prefix: &str,
+    delimiter: Option<&str>,
+    limit: usize,
+) -> (Vec<String>, Vec<(String, Option<String>)>) {
+    let mut entries = Vec::new();
+    let mut markers: Vec<(String, Option<String>)> = Vec::new();
+    loop {
+        let (km, vm) = markers.last().cloned().unzip();
+        let page = env
+            .svc
+            .list_bucket_versions(
+                "bkt",
+                prefix,
+                delimiter,
+                km.as_deref(),
+                vm.flatten().as_deref(),
+                limit,
+            )
+            .unwrap();
+        let got = version_entries(&page);
+        let n = got.len();
+        assert!(n <= limit, "a page larger than its limit: {got:?}");
+        entries.extend(got);
+        assert!(markers.len() < 100, "the listing does not end");
+        match page.next_key_marker {
+            Some(km) => {
+                assert!(n > 0, "an empty page with a marker");
+                markers.push((km, page.next_version_id_marker));
+            }
+            None => {
+                assert_eq!(page.next_version_id_marker, None);
+                return (entries, markers);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_versions_with_delimiter_rolls_up_common_prefixes() {
+    let (env, ids) = versioned_tree().await;
+    let id = |key: &str, i: usize| ids.iter().find(|(k, _)| *k == key).unwrap().1[i].clone();
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("/"), None, None, 1000)
+        .unwrap();
+    assert_eq!(
+        version_entries(&page),
+        vec![
+            format!("v:a:{}*", id("a", 1)),
+            format!("v:a:{}", id("a", 0)),
+            "p:a/".to_string(),
+            format!("v:b:{}*", id("b", 2)),
+            format!("v:b:{}", id("b", 1)),
+            format!("v:b:{}", id("b", 0)),
+            "p:c/".to_string(),
+        ]
+    );
+    assert_eq!(page.prefixes, vec!["a/", "c/"]);
+    assert!(
+        page.versions[3].0.delete_marker,
+        "b's middle entry is its delete marker"
+    );
+    assert_eq!(
+        (page.next_key_marker, page.next_version_id_marker),
+        (None, None)
+    );
+
+    // Under a prefix, only what follows the prefix is looked at for the delimiter.
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "a/", Some("/"), None, None, 1000)
+        .unwrap();
+    assert_eq!(
+        version_entries(&page),
+        vec![format!("v:a/b:{}*", id("a/b", 0)), "p:a/c/".to_string()]
+    );
+    // A delimiter that is more than one character, or absent from every key.
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("c/"), None, None, 1000)
+        .unwrap();
+    assert_eq!(page.prefixes, vec!["a/c/", "c/"]);
+    assert_eq!(page.versions.len(), 2 + 1 + 3);
+    for delimiter in [None, Some(""), Some("|")] {
+        let page = env
+            .svc
+            .list_bucket_versions("bkt", "", delimiter, None, None, 1000)
+            .unwrap();
+        assert!(page.prefixes.is_empty());
+        assert_eq!(page.versions.len(), 9, "{delimiter:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_versions_paging_across_common_prefixes_visits_every_entry_once() {
+    let (env, ids) = versioned_tree().await;
+    let id = |key: &str, i: usize| ids.iter().find(|(k, _)| *k == key).unwrap().1[i].clone();
+    let (all, _) = walk_versions(&env, "", Some("/"), 1000);
+    assert_eq!(all.len(), 7);
+    for limit in 1..=7 {
+        let (entries, _) = walk_versions(&env, "", Some("/"), limit);
+        assert_eq!(entries, all, "limit {limit}");
+    }
+    for prefix in ["a", "a/", "a/c", "b", "zzz"] {
+        let (all, _) = walk_versions(&env, prefix, Some("/"), 1000);
+        for limit in 1..=3 {
+            assert_eq!(walk_versions(&env, prefix, Some("/"), limit).0, all);
+        }
+    }
+
+    // A page ending on a common prefix: the next key marker is the prefix, with no
+    // version marker, and the next page starts past every key under it.
+    let (_, markers) = walk_versions(&env, "", Some("/"), 3);
+    assert_eq!(
+        markers,
+        vec![
+            ("a/".to_string(), None),
+            ("b".to_string(), Some(id("b", 0))),
+        ]
+    );
+    // Page by page with 2: the latest flag of `b` survives the page break inside `b`.
+    let (entries, markers) = walk_versions(&env, "", Some("/"), 2);
+    assert_eq!(
+        markers,
+        vec![
+            ("a".to_string(), Some(id("a", 0))),
+            ("b".to_string(), Some(id("b", 2))),
+            ("b".to_string(), Some(id("b", 0))),
+        ]
+    );
+    assert_eq!(entries, all);
+
+    // A key marker naming a common prefix skips it whatever the version marker says.
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("/"), Some("a/"), Some(&id("a/b", 0)), 1)
+        .unwrap();
+    assert_eq!(version_entries(&page), vec![format!("v:b:{}*", id("b", 2))]);
+    // Without the delimiter the same marker is just a key: `a/b` comes next.
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", None, Some("a/"), None, 1)
+        .unwrap();
+    assert_eq!(
+        version_entries(&page),
+        vec![format!("v:a/b:{}*", id("a/b", 0))]
+    );
+    // Resuming inside a key under a common prefix reports the prefix again (as ListObjects
+    // does for a cursor inside a common prefix).
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("/"), Some("a/b"), None, 1000)
+        .unwrap();
+    assert_eq!(page.prefixes, vec!["a/", "c/"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_versions_bad_arguments_are_errors() {
+    let (env, _) = versioned_tree().await;
+    let long = "x".repeat(1025);
+    for (prefix, delimiter, key_marker, version_marker) in [
+        (long.as_str(), None, None, None),
+        ("", Some(long.as_str()), None, None),
+        ("", Some("/"), Some(long.as_str()), None),
+        ("", Some("/"), Some("a"), Some(long.as_str())),
+    ] {
+        assert_err!(
+            env.svc
+                .list_bucket_versions("bkt", prefix, delimiter, key_marker, version_marker, 10),
+            ObjectError::InvalidArgument(_)
+        );
+    }
+    assert_err!(
+        env.svc
+            .list_bucket_versions("missing", "", Some("/"), None, None, 10),
+        ObjectError::NoSuchBucket(_)
+    );
+    // Limits outside 1..=1000 are clamped, unknown version markers resume after the key.
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("/"), None, None, 0)
+        .unwrap();
+    assert_eq!(version_entries(&page).len(), 1);
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("/"), None, None, usize::MAX)
+        .unwrap();
+    assert_eq!(version_entries(&page).len(), 7);
+    let page = env
+        .svc
+        .list_bucket_versions("bkt", "", Some("/"), Some("a"), Some("no-such-version"), 10)
+        .unwrap();
+    assert_eq!(version_entries(&page)[0], "p:a/");
+    // Markers past the end, or with odd bytes, give an empty page.
+    for km in ["\u{10FFFF}", "zzz", "a\u{0}b"] {
+        let page = env
+            .svc
+            .list_bucket_versions("bkt", "zz", Some("/"), Some(km), None, 10)
+            .unwrap();
+        assert!(
+            page.versions.is_empty() && page.prefixes.is_empty(),
+            "{km:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Tags
 // ---------------------------------------------------------------------------------------

@@ -159,26 +159,36 @@ impl S3Api {
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let i = req.input;
-        if i.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(s3_error!(
-                NotImplemented,
-                "ListObjectVersions with a delimiter is not supported"
-            ));
-        }
         let url = url_encoding(i.encoding_type.as_ref())?;
         let limit = max_keys(i.max_keys)?.max(1);
+        let key_marker = i.key_marker.as_deref().filter(|k| !k.is_empty());
+        let version_id_marker = i.version_id_marker.as_deref().filter(|v| !v.is_empty());
+        if version_id_marker.is_some() && key_marker.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "A version-id marker cannot be specified without a key marker."
+            ));
+        }
         let page = self
             .svc
             .list_bucket_versions(
                 &i.bucket,
                 i.prefix.as_deref().unwrap_or(""),
-                i.key_marker.as_deref(),
-                i.version_id_marker.as_deref(),
+                i.delimiter.as_deref(),
+                key_marker,
+                version_id_marker,
                 limit,
             )
             .s3()?;
         let mut versions = Vec::new();
         let mut markers = Vec::new();
+        let prefixes = page
+            .prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode_key(p, url)),
+            })
+            .collect();
         for (r, latest) in page.versions {
             if r.delete_marker {
                 markers.push(DeleteMarkerEntry {
@@ -207,7 +217,8 @@ impl S3Api {
         Ok(S3Response::new(ListObjectVersionsOutput {
             name: Some(i.bucket),
             prefix: Some(encode_key(i.prefix.as_deref().unwrap_or(""), url)),
-            key_marker: i.key_marker,
+            delimiter: i.delimiter.map(|d| encode_key(&d, url)),
+            key_marker: i.key_marker.map(|k| encode_key(&k, url)),
             version_id_marker: i.version_id_marker,
             max_keys: Some(limit as i32),
             is_truncated: Some(page.next_key_marker.is_some()),
@@ -216,6 +227,7 @@ impl S3Api {
             encoding_type: i.encoding_type,
             versions: Some(versions),
             delete_markers: Some(markers),
+            common_prefixes: Some(prefixes),
             ..Default::default()
         }))
     }
