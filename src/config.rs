@@ -50,6 +50,7 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub s3_addr: SocketAddr,
     pub s3_domain: Option<String>,
+    pub s3_region: Option<String>,
     pub advertise_addr: Option<String>,
     pub node_id: Option<String>,
     pub access_key: Option<String>,
@@ -95,6 +96,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 9080)),
             s3_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             s3_domain: None,
+            s3_region: None,
             advertise_addr: None,
             node_id: None,
             access_key: None,
@@ -146,6 +148,9 @@ pub struct ConfigArgs {
     /// Base domain for virtual-host-style S3 requests (bucket.DOMAIN) [default: path style only]
     #[arg(long, env = "BUCKETDB_S3_DOMAIN")]
     pub s3_domain: Option<String>,
+    /// The only region S3 requests may be signed for [default: any region]
+    #[arg(long, env = "BUCKETDB_S3_REGION")]
+    pub s3_region: Option<String>,
     /// Address peers use to reach this node [default: derived from http_addr]
     #[arg(long, env = "BUCKETDB_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
@@ -204,6 +209,19 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("expected HOST:PORT with an IP address ({e})"))
 }
 
+/// An S3 region name: lower-case letters, digits and dashes, as AWS names them.
+fn region(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let valid = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err("expected a region name like us-east-1 (a-z, 0-9 and -)".into())
+    }
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -224,6 +242,7 @@ const KEYS: &[&str] = &[
     "http_addr",
     "s3_addr",
     "s3_domain",
+    "s3_region",
     "advertise_addr",
     "node_id",
     "access_key",
@@ -368,6 +387,7 @@ impl ConfigArgs {
             s3_addr: parsed("s3_addr", pick("s3_addr", &self.s3_addr), socket_addr)?
                 .unwrap_or(d.s3_addr),
             s3_domain: parsed("s3_domain", pick("s3_domain", &self.s3_domain), nonempty)?,
+            s3_region: parsed("s3_region", pick("s3_region", &self.s3_region), region)?,
             advertise_addr: parsed(
                 "advertise_addr",
                 pick("advertise_addr", &self.advertise_addr),

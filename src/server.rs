@@ -46,6 +46,7 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let s3_addr = s3_listener.local_addr()?;
     let s3_settings = bucketdb_api::s3::S3Settings {
         domain: config.s3_domain.clone(),
+        region: config.s3_region.clone(),
     };
     let s3_app =
         bucketdb_api::s3::s3_router(state.clone(), &s3_settings).map_err(std::io::Error::other)?;

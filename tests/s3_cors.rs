@@ -12,7 +12,9 @@ use reqwest::{Method, StatusCode};
 use s3::{assert_fails, failure};
 
 fn rule(origins: &[&str], methods: &[&str], headers: &[&str]) -> CorsRule {
-    let mut b = CorsRule::builder().max_age_seconds(600).expose_headers("ETag");
+    let mut b = CorsRule::builder()
+        .max_age_seconds(600)
+        .expose_headers("ETag");
     for o in origins {
         b = b.allowed_origins(*o);
     }
@@ -53,7 +55,11 @@ async fn cors_configuration_round_trip_and_errors() {
         "web",
         vec![
             rule(&["https://app.example"], &["GET", "HEAD"], &[]),
-            rule(&["https://*.example"], &["PUT"], &["content-type", "x-amz-*"]),
+            rule(
+                &["https://*.example"],
+                &["PUT"],
+                &["content-type", "x-amz-*"],
+            ),
         ],
     )
     .await;
@@ -168,10 +174,16 @@ async fn preflight_requests_follow_the_bucket_rules() {
     c.create_bucket().bucket("web").send().await.unwrap();
 
     // No configuration yet: browsers are refused.
-    let r = preflight(&s, "/web/a.txt", Some("https://app.example"), Some("GET"), None)
-        .send()
-        .await
-        .unwrap();
+    let r = preflight(
+        &s,
+        "/web/a.txt",
+        Some("https://app.example"),
+        Some("GET"),
+        None,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(r).await, "AccessForbidden");
 
@@ -180,15 +192,25 @@ async fn preflight_requests_follow_the_bucket_rules() {
         "web",
         vec![
             rule(&["https://app.example"], &["GET", "HEAD"], &[]),
-            rule(&["https://*.example"], &["PUT"], &["content-type", "x-amz-*"]),
+            rule(
+                &["https://*.example"],
+                &["PUT"],
+                &["content-type", "x-amz-*"],
+            ),
         ],
     )
     .await;
 
-    let r = preflight(&s, "/web/a.txt", Some("https://app.example"), Some("GET"), None)
-        .send()
-        .await
-        .unwrap();
+    let r = preflight(
+        &s,
+        "/web/a.txt",
+        Some("https://app.example"),
+        Some("GET"),
+        None,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         header(&r, "access-control-allow-origin").as_deref(),
@@ -198,10 +220,7 @@ async fn preflight_requests_follow_the_bucket_rules() {
         header(&r, "access-control-allow-methods").as_deref(),
         Some("GET, HEAD")
     );
-    assert_eq!(
-        header(&r, "access-control-max-age").as_deref(),
-        Some("600")
-    );
+    assert_eq!(header(&r, "access-control-max-age").as_deref(), Some("600"));
     assert_eq!(
         header(&r, "access-control-expose-headers").as_deref(),
         Some("ETag")
@@ -226,7 +245,11 @@ async fn preflight_requests_follow_the_bucket_rules() {
 
     // A header no rule allows, a method no rule allows, an origin no rule allows.
     for (origin, method, headers) in [
-        ("https://uploads.example", "PUT", Some("authorization, x-custom")),
+        (
+            "https://uploads.example",
+            "PUT",
+            Some("authorization, x-custom"),
+        ),
         ("https://app.example", "DELETE", None),
         ("https://evil.test", "GET", None),
     ] {
@@ -252,10 +275,16 @@ async fn preflight_requests_follow_the_bucket_rules() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // A bucket that does not exist.
-    let r = preflight(&s, "/nope/a.txt", Some("https://app.example"), Some("GET"), None)
-        .send()
-        .await
-        .unwrap();
+    let r = preflight(
+        &s,
+        "/nope/a.txt",
+        Some("https://app.example"),
+        Some("GET"),
+        None,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "NoSuchBucket");
 }
@@ -267,7 +296,9 @@ async fn responses_to_allowed_origins_carry_cors_headers() {
     c.put_object()
         .bucket("site")
         .key("index.html")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"<p>hi</p>"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"<p>hi</p>",
+        ))
         .send()
         .await
         .unwrap();
@@ -288,7 +319,10 @@ async fn responses_to_allowed_origins_carry_cors_headers() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(header(&r, "access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
     assert_eq!(
         header(&r, "access-control-expose-headers").as_deref(),
         Some("ETag")

@@ -23,11 +23,20 @@ use crate::common::{ACCESS_KEY, SECRET_KEY, TestServer};
 pub const REGION: &str = "us-east-1";
 
 fn config(endpoint: String, access_key: &str, secret_key: &str) -> aws_sdk_s3::config::Builder {
+    config_in(endpoint, access_key, secret_key, REGION)
+}
+
+fn config_in(
+    endpoint: String,
+    access_key: &str,
+    secret_key: &str,
+    region: &'static str,
+) -> aws_sdk_s3::config::Builder {
     let credentials = Credentials::new(access_key, secret_key, None, None, "bucketdb-tests");
     aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .credentials_provider(credentials)
-        .region(Region::new(REGION))
+        .region(Region::new(region))
         .endpoint_url(endpoint)
         .force_path_style(true)
         // A failure must surface as it is, not be hidden (or slowed down) by retries.
@@ -42,6 +51,11 @@ fn config(endpoint: String, access_key: &str, secret_key: &str) -> aws_sdk_s3::c
 /// An S3 client for `addr` signing with the given keys.
 pub fn client_with_keys(addr: SocketAddr, access_key: &str, secret_key: &str) -> Client {
     Client::from_conf(config(format!("http://{addr}"), access_key, secret_key).build())
+}
+
+/// An S3 client for `addr` with the test keys, signing for `region`.
+pub fn client_in_region(addr: SocketAddr, region: &'static str) -> Client {
+    Client::from_conf(config_in(format!("http://{addr}"), ACCESS_KEY, SECRET_KEY, region).build())
 }
 
 /// Sends requests signed for an `https://` endpoint over plain HTTP (a SigV4 signature

@@ -1050,15 +1050,9 @@ def test_s3cmd_tree_roundtrip(node, tree, tmp_path, bucket_name):
     assert f"s3://{b}" not in s3c("ls").stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: s3cmd's default bucket_location 'US' makes it sign with the credential "
-    "scope <key>/<date>/US/s3/aws4_request; s3s 0.14.1 refuses any region outside [a-z0-9-]+ "
-    "with 400 InvalidRequest 'invalid credential region: invalid region: \"US\"' (the issue: "
-    "any signing region accepted unless --s3-region is set). AWS answers 400 "
-    "AuthorizationHeaderMalformed with <Region>, from which s3cmd retries in the right region",
-)
 def test_s3cmd_default_region_us(node, tmp_path, bucket_name):
+    """s3cmd's default bucket_location 'US' is not a region name: the server answers
+    AuthorizationHeaderMalformed naming us-east-1, as AWS does, and s3cmd retries there."""
     s3cmd = need("s3cmd")
     cfg = s3cmd_config(node, tmp_path / "s3cfg")  # no bucket_location: s3cmd's default, US
     env = base_env(tmp_path)

@@ -62,8 +62,14 @@ impl S3Api {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.svc.head_bucket(&req.input.bucket).s3()?;
+        // us-east-1, S3's default, is reported as an empty constraint.
+        let location_constraint = self
+            .region
+            .as_deref()
+            .filter(|r| *r != super::DEFAULT_REGION)
+            .map(|r| BucketLocationConstraint::from(r.to_string()));
         Ok(S3Response::new(GetBucketLocationOutput {
-            location_constraint: None,
+            location_constraint,
         }))
     }
 

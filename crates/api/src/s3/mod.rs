@@ -39,6 +39,8 @@ fn owner() -> Owner {
 /// The S3 operations BucketDB implements; every other operation answers NotImplemented.
 pub struct S3Api {
     svc: Arc<ObjectService>,
+    /// The configured region (`--s3-region`), if any.
+    region: Option<String>,
 }
 
 macro_rules! delegate {
@@ -145,8 +147,24 @@ pub const PRESIGNED_EXPIRY_MAX_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// An S3 XML error response.
 fn xml_error(status: StatusCode, code: &str, message: &str) -> Response {
+    xml_error_with(status, code, message, &[])
+}
+
+/// An S3 XML error response with extra elements (e.g. `<Region>`).
+fn xml_error_with(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    extra: &[(&str, &str)],
+) -> Response {
+    use quick_xml::escape::escape;
+    let extra: String = extra
+        .iter()
+        .map(|(name, value)| format!("<{name}>{}</{name}>", escape(*value)))
+        .collect();
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{}</RequestId></Error>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message>{extra}<RequestId>{}</RequestId></Error>",
+        escape(message),
         crate::observe::current_request_id()
     );
     (
@@ -157,30 +175,66 @@ fn xml_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// What s3s would accept but BucketDB refuses: Signature Version 2 (header or query) and
-/// presigned URLs valid for more than seven days.
-async fn refuse_unsupported_auth(
+/// The region a request must be signed for when none is configured and the client's
+/// own cannot be used (S3 region names are lower case).
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// What the auth screen checks before s3s verifies signatures.
+#[derive(Clone)]
+struct AuthScreen {
+    /// The only region requests may be signed for (`--s3-region`); any when `None`.
+    region: Option<Arc<str>>,
+}
+
+impl AuthScreen {
+    /// The region a request signed for `signed` must use instead, if it is not
+    /// acceptable: another region than the configured one, or not a region name at all
+    /// (s3cmd signs for `US` by default, and retries with the region this names).
+    fn expected_region(&self, signed: &str) -> Option<&str> {
+        match &self.region {
+            Some(r) => (signed != &**r).then_some(&**r),
+            None => {
+                let valid = !signed.is_empty()
+                    && signed
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                (!valid).then_some(DEFAULT_REGION)
+            }
+        }
+    }
+}
+
+/// The region of a SigV4 credential scope `KEY/DATE/REGION/SERVICE/aws4_request`.
+fn scope_region(credential: &str) -> Option<&str> {
+    credential.split('/').nth(2)
+}
+
+/// What s3s would accept but BucketDB refuses: Signature Version 2 (header or query),
+/// presigned URLs valid for more than seven days, and signatures for a region this
+/// server does not serve, answered as S3 does so that clients retry in the right one.
+async fn screen_auth(
+    axum::extract::State(screen): axum::extract::State<AuthScreen>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let v2_header = req
+    let authorization = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS "));
+        .and_then(|v| v.to_str().ok());
+    let v2_header = authorization.is_some_and(|v| v.starts_with("AWS "));
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-    let has = |name: &str| query.iter().any(|(k, _)| k == name);
-    if v2_header || (has("AWSAccessKeyId") && has("Signature")) {
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if v2_header || (param("AWSAccessKeyId").is_some() && param("Signature").is_some()) {
         return xml_error(
             StatusCode::FORBIDDEN,
             "AccessDenied",
             "Signature Version 2 is not supported; sign requests with Signature Version 4",
         );
     }
-    if let Some((_, expires)) = query.iter().find(|(k, _)| k == "X-Amz-Expires") {
+    if let Some(expires) = param("X-Amz-Expires") {
         match expires.parse::<u64>() {
             Ok(secs) if secs <= PRESIGNED_EXPIRY_MAX_SECS => {}
             _ => {
@@ -191,6 +245,34 @@ async fn refuse_unsupported_auth(
                 );
             }
         }
+    }
+    let header_region = authorization
+        .and_then(|a| a.strip_prefix("AWS4-HMAC-SHA256"))
+        .and_then(|a| a.split_once("Credential="))
+        .and_then(|(_, rest)| scope_region(rest.split(',').next().unwrap_or("")));
+    if let Some(signed) = header_region
+        && let Some(expected) = screen.expected_region(signed)
+    {
+        return xml_error_with(
+            StatusCode::BAD_REQUEST,
+            "AuthorizationHeaderMalformed",
+            &format!(
+                "The authorization header is malformed; the region '{signed}' is wrong; expecting '{expected}'"
+            ),
+            &[("Region", expected)],
+        );
+    }
+    if let Some(signed) = param("X-Amz-Credential").and_then(|c| scope_region(c))
+        && let Some(expected) = screen.expected_region(signed)
+    {
+        return xml_error_with(
+            StatusCode::BAD_REQUEST,
+            "AuthorizationQueryParametersError",
+            &format!(
+                "Error parsing the X-Amz-Credential parameter; the region '{signed}' is wrong; expecting '{expected}'"
+            ),
+            &[("Region", expected)],
+        );
     }
     next.run(req).await
 }
@@ -226,12 +308,15 @@ async fn http_error(err: s3s::HttpError) -> Response {
 pub struct S3Settings {
     /// Base domain for virtual-host-style requests (`bucket.DOMAIN`); path style always works.
     pub domain: Option<String>,
+    /// The only region requests may be signed for; any region when `None`.
+    pub region: Option<String>,
 }
 
 /// The S3 application (no socket).
 pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, String> {
     let mut builder = S3ServiceBuilder::new(S3Api {
         svc: state.service.clone(),
+        region: settings.region.clone(),
     });
     builder.set_access(Access {
         svc: state.service.clone(),
@@ -252,7 +337,12 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
     let service = HandleError::new(builder.build(), http_error);
     Ok(Router::new()
         .fallback_service(service)
-        .layer(axum::middleware::from_fn(refuse_unsupported_auth))
+        .layer(axum::middleware::from_fn_with_state(
+            AuthScreen {
+                region: settings.region.as_deref().map(Arc::from),
+            },
+            screen_auth,
+        ))
         .layer(axum::middleware::from_fn_with_state(cors_state, cors::cors))
         .layer(axum::middleware::from_fn_with_state(
             state,
