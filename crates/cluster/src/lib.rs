@@ -3,6 +3,8 @@
 //! to the local store. The object service only talks to [`Cluster`], so replication,
 //! quorum and repair slot in here without touching the layers above.
 
+pub mod ring;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
