@@ -2622,6 +2622,122 @@ async fn multipart_upload_keeps_tags_and_metadata_of_create() {
     );
 }
 
+/// An upload created with a checksum algorithm stores each part's verified checksum and
+/// gives the object S3's composite checksum: the checksum of the part checksums, `-N`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_composite_checksum_is_stored_and_returned() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    let id = c
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .expect("create")
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let parts = [random_bytes(5 * MIB, 41), random_bytes(1234, 42)];
+    let mut completed_parts = Vec::new();
+    let mut raw_sums = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = c
+            .upload_part()
+            .bucket("bkt")
+            .key("big")
+            .upload_id(&id)
+            .part_number(n)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .expect("upload part");
+        let digest = sha2::Sha256::digest(data);
+        assert_eq!(
+            out.checksum_sha256(),
+            Some(STANDARD.encode(digest).as_str())
+        );
+        raw_sums.extend_from_slice(&digest);
+        completed_parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .checksum_sha256(out.checksum_sha256().unwrap())
+                .build(),
+        );
+    }
+    let listed = c
+        .list_parts()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.parts()[1].checksum_sha256(),
+        Some(STANDARD.encode(sha2::Sha256::digest(&parts[1])).as_str())
+    );
+    let want = format!("{}-2", STANDARD.encode(sha2::Sha256::digest(&raw_sums)));
+    let done = c
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed_parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(done.checksum_sha256(), Some(want.as_str()));
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("big")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.checksum_sha256(), Some(want.as_str()));
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::Composite));
+    // The SDK skips validating composite values and still returns the right bytes.
+    let got = c
+        .get_object()
+        .bucket("bkt")
+        .key("big")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.checksum_sha256(), Some(want.as_str()));
+    let all: Vec<u8> = parts.concat();
+    assert_eq!(sha256_hex(&body(got).await), sha256_hex(&all));
+    // A copy is a single part: the composite value does not follow it.
+    c.copy_object()
+        .bucket("bkt")
+        .key("copy")
+        .copy_source("bkt/big")
+        .send()
+        .await
+        .unwrap();
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("copy")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.checksum_sha256(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_list_uploads_and_abort() {
     let (_s, c) = s3::start().await;

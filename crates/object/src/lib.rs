@@ -34,7 +34,7 @@ pub use error::{ObjectError, Result};
 pub use get::{BodyStream, ObjectReader, RangeSpec};
 pub use lifecycle::LifecycleReport;
 pub use list::{ListPage, ListQuery, MAX_LIST_LIMIT};
-pub use multipart::{MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE};
+pub use multipart::{CombineChecksums, MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE, PartUpload};
 pub use put::{BodyChecksums, PutOptions};
 pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList, VersionPage};
 

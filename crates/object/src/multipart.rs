@@ -14,7 +14,7 @@ use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::ingest::{ByteStream, IngestLimits, StoredBody, chunks_sha256, ingest};
 use crate::names::{validate_bucket_name, validate_key};
-use crate::put::{DEFAULT_CONTENT_TYPE, PutOptions};
+use crate::put::{BodyChecksums, DEFAULT_CONTENT_TYPE, PutOptions};
 use crate::refs::{add_refs, release_refs};
 use crate::versions::load_bucket;
 
@@ -96,6 +96,7 @@ impl ObjectService {
                 .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
             user_meta: opts.user_meta,
             tags: opts.tags,
+            checksum_algorithm: opts.checksum_algorithm,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         self.cluster
@@ -121,6 +122,29 @@ impl ObjectService {
         body: impl ByteStream,
         declared_size: Option<u64>,
     ) -> Result<PartRecord> {
+        let part = PartUpload {
+            part_number,
+            declared_size,
+            checksums: BodyChecksums::default(),
+        };
+        self.upload_part_with(bucket, key, upload_id, part, body)
+            .await
+    }
+
+    /// Store one part of an upload, with the checksums its body was verified against.
+    pub async fn upload_part_with(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: PartUpload,
+        body: impl ByteStream,
+    ) -> Result<PartRecord> {
+        let PartUpload {
+            part_number,
+            declared_size,
+            checksums,
+        } = part;
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         check_upload_id(upload_id)?;
@@ -152,6 +176,7 @@ impl ObjectService {
             size: ingested.size,
             created_ms: self.clock.now_ms(),
             chunks,
+            checksums: checksums.take(),
         };
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let now = self.clock.now_ms();
@@ -238,6 +263,21 @@ impl ObjectService {
         upload_id: &str,
         parts: Vec<(u32, String)>,
     ) -> Result<ObjectRecord> {
+        self.complete_multipart_upload_with(bucket, key, upload_id, parts, None)
+            .await
+    }
+
+    /// As [`Self::complete_multipart_upload`]; with `combine`, an upload that declared a
+    /// checksum algorithm, and whose parts all carry that checksum, gets the composite
+    /// checksum S3 gives it: the checksum of the part checksums, then `-N`.
+    pub async fn complete_multipart_upload_with(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+        combine: Option<CombineChecksums>,
+    ) -> Result<ObjectRecord> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         check_upload_id(upload_id)?;
@@ -307,7 +347,11 @@ impl ObjectService {
                     tags: up.tags.clone(),
                     part_sizes: chosen.iter().map(|p| p.size).collect(),
                     body: Body::Chunks(chunks),
-                    checksums: Vec::new(),
+                    checksums: composite_checksum(
+                        up.checksum_algorithm.as_deref(),
+                        &chosen,
+                        combine,
+                    ),
                 };
                 // The object takes its own references first, so releasing the parts
                 // frees only the chunks of parts left out.
@@ -319,4 +363,43 @@ impl ObjectService {
         self.wake_gc(freed);
         Ok(rec)
     }
+}
+
+/// One part as the caller uploads it.
+#[derive(Clone, Debug, Default)]
+pub struct PartUpload {
+    pub part_number: u32,
+    /// The length the client announced; the body must match it.
+    pub declared_size: Option<u64>,
+    /// Checksums the body was verified against, stored with the part.
+    pub checksums: BodyChecksums,
+}
+
+/// Combines the base64 checksums of `algorithm`, one per part in order, into the value
+/// of the object's composite checksum (without the `-N` suffix); `None` if it cannot.
+pub type CombineChecksums = fn(algorithm: &str, parts: &[&str]) -> Option<String>;
+
+/// The composite checksum of an upload of `algorithm` assembled from `parts`, if every
+/// part has that checksum.
+fn composite_checksum(
+    algorithm: Option<&str>,
+    parts: &[&PartRecord],
+    combine: Option<CombineChecksums>,
+) -> Vec<(String, String)> {
+    let (Some(algorithm), Some(combine)) = (algorithm, combine) else {
+        return Vec::new();
+    };
+    let values: Option<Vec<&str>> = parts
+        .iter()
+        .map(|p| {
+            p.checksums
+                .iter()
+                .find(|(a, _)| a == algorithm)
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    values
+        .and_then(|v| combine(algorithm, &v))
+        .map(|c| vec![(algorithm.to_string(), format!("{c}-{}", parts.len()))])
+        .unwrap_or_default()
 }

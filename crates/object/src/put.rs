@@ -31,6 +31,9 @@ pub struct PutOptions {
     pub write_conditions: Conditions,
     /// Checksums the body was verified against, stored with the object.
     pub checksums: BodyChecksums,
+    /// Multipart uploads only: the algorithm whose part checksums are combined into the
+    /// object's composite checksum (`"CRC32"`, `"SHA256"`, ...).
+    pub checksum_algorithm: Option<String>,
 }
 
 /// The checksums of an upload's body, as (algorithm, value) pairs. Values sent as
@@ -50,7 +53,7 @@ impl BodyChecksums {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = values;
     }
 
-    fn take(&self) -> Vec<(String, String)> {
+    pub(crate) fn take(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

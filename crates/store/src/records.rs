@@ -236,6 +236,9 @@ pub struct UploadRecord {
     pub user_meta: Vec<(String, String)>,
     /// Tags the completed object gets (`x-amz-tagging` on CreateMultipartUpload).
     pub tags: Vec<(String, String)>,
+    /// The algorithm whose per-part checksums are combined into the object's composite
+    /// checksum (`x-amz-checksum-algorithm` on CreateMultipartUpload), e.g. `"CRC32"`.
+    pub checksum_algorithm: Option<String>,
 }
 
 /// Format 1 of `UploadRecord`, before tags.
@@ -264,6 +267,7 @@ impl Record for UploadRecord {
                     content_type: v1.content_type,
                     user_meta: v1.user_meta,
                     tags: Vec::new(),
+                    checksum_algorithm: None,
                 })
             }
             _ => Err(StoreError::Decode(format!(
@@ -280,9 +284,42 @@ pub struct PartRecord {
     pub size: u64,
     pub created_ms: u64,
     pub chunks: Vec<ChunkRef>,
+    /// Checksums the part's body was verified against, as in `ObjectRecord`.
+    pub checksums: Vec<(String, String)>,
 }
 
-impl Record for PartRecord {}
+/// Format 1 of `PartRecord`, before stored checksums.
+#[derive(Serialize, Deserialize)]
+struct PartRecordV1 {
+    part_number: u32,
+    etag: String,
+    size: u64,
+    created_ms: u64,
+    chunks: Vec<ChunkRef>,
+}
+
+impl Record for PartRecord {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        match version {
+            1 => {
+                let v1: PartRecordV1 = postcard_decode(body)?;
+                Ok(PartRecord {
+                    part_number: v1.part_number,
+                    etag: v1.etag,
+                    size: v1.size,
+                    created_ms: v1.created_ms,
+                    chunks: v1.chunks,
+                    checksums: Vec::new(),
+                })
+            }
+            _ => Err(StoreError::Decode(format!(
+                "unknown part record format {version}"
+            ))),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -343,6 +380,31 @@ mod tests {
         let bytes = encode(&rec).unwrap();
         assert_eq!(bytes[0], ObjectRecord::VERSION);
         assert_eq!(decode::<ObjectRecord>(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn format_1_uploads_and_parts_are_read_without_new_fields() {
+        let up = UploadRecordV1 {
+            upload_id: "u".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            created_ms: 1,
+            content_type: "c".into(),
+            user_meta: vec![("m".into(), "v".into())],
+        };
+        let got: UploadRecord = decode(&with_version(1, &up)).unwrap();
+        assert_eq!((got.key.as_str(), got.user_meta.len()), ("k", 1));
+        assert!(got.tags.is_empty() && got.checksum_algorithm.is_none());
+        let part = PartRecordV1 {
+            part_number: 3,
+            etag: "e".into(),
+            size: 9,
+            created_ms: 2,
+            chunks: vec![],
+        };
+        let got: PartRecord = decode(&with_version(1, &part)).unwrap();
+        assert_eq!((got.part_number, got.size), (3, 9));
+        assert!(got.checksums.is_empty());
     }
 
     #[test]

@@ -323,8 +323,14 @@ impl StoredChecksums {
 
     /// Every checksum stored with `rec`.
     pub fn all(rec: &ObjectRecord) -> Self {
+        Self::from_pairs(&rec.checksums)
+    }
+
+    /// The given (algorithm, value) pairs. A multipart object's composite value ends in
+    /// `-N`; every other value covers the whole body.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Self {
         let mut out = Self::default();
-        for (name, value) in &rec.checksums {
+        for (name, value) in pairs {
             let slot = match Algo::from_name(name) {
                 Some(Algo::Crc32) => &mut out.crc32,
                 Some(Algo::Crc32c) => &mut out.crc32c,
@@ -335,9 +341,38 @@ impl StoredChecksums {
             };
             *slot = Some(value.clone());
             out.checksum_type = Some(s3s::dto::ChecksumType::from_static(
-                s3s::dto::ChecksumType::FULL_OBJECT,
+                if value.contains('-') {
+                    s3s::dto::ChecksumType::COMPOSITE
+                } else {
+                    s3s::dto::ChecksumType::FULL_OBJECT
+                },
             ));
         }
         out
     }
+}
+
+/// The algorithm name S3 uses (`CRC32`, ...) for a `x-amz-checksum-algorithm` value, if
+/// BucketDB knows it.
+pub fn algorithm_name(value: &str) -> Option<&'static str> {
+    ALGOS
+        .into_iter()
+        .find(|a| a.name().eq_ignore_ascii_case(value.trim()))
+        .map(Algo::name)
+}
+
+/// A multipart object's composite checksum: the checksum, by the same algorithm, of the
+/// concatenated binary part checksums (base64 values in `parts`), as S3 computes it.
+pub fn combine_part_checksums(algorithm: &str, parts: &[&str]) -> Option<String> {
+    use base64::Engine;
+    let algo = Algo::from_name(algorithm)?;
+    let mut h = ChecksumHasher::default();
+    algo.enable(&mut h);
+    for p in parts {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(p.trim())
+            .ok()?;
+        h.update(&raw);
+    }
+    algo.computed(&h.finalize()).map(str::to_string)
 }

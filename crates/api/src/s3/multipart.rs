@@ -3,9 +3,10 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use bucketdb_object::{MAX_PART_NUMBER, PutOptions, RangeSpec};
+use bucketdb_object::{BodyChecksums, MAX_PART_NUMBER, PartUpload, PutOptions, RangeSpec};
 
 use super::S3Api;
+use super::checksum::{self, StoredChecksums};
 use super::convert::{metadata_in, timestamp, version_id};
 use super::error::IntoS3;
 use super::objects::{CopySourceConditions, body_stream, declared_length, tagging_header};
@@ -26,10 +27,24 @@ impl S3Api {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let i = req.input;
+        // Composite checksums only: a full-object CRC of a multipart upload (CRC64NVME
+        // always is one) would need the parts' CRCs combined, which is not done yet.
+        let full_object = i
+            .checksum_type
+            .as_ref()
+            .is_some_and(|t| t.as_str() == ChecksumType::FULL_OBJECT);
+        let checksum_algorithm = match i.checksum_algorithm.as_ref() {
+            None => None,
+            Some(a) => Some(checksum::algorithm_name(a.as_str()).ok_or_else(|| {
+                s3_error!(InvalidRequest, "unknown checksum algorithm {}", a.as_str())
+            })?),
+        }
+        .filter(|a| *a != "CRC64NVME" && !full_object);
         let opts = PutOptions {
             content_type: i.content_type,
             user_meta: metadata_in(i.metadata),
             tags: tagging_header(i.tagging.as_deref())?,
+            checksum_algorithm: checksum_algorithm.map(str::to_string),
             ..PutOptions::default()
         };
         let up = self
@@ -41,6 +56,9 @@ impl S3Api {
             bucket: Some(up.bucket),
             key: Some(up.key),
             upload_id: Some(up.upload_id),
+            checksum_algorithm: up.checksum_algorithm.map(ChecksumAlgorithm::from),
+            checksum_type: checksum_algorithm
+                .map(|_| ChecksumType::from_static(ChecksumType::COMPOSITE)),
             ..Default::default()
         }))
     }
@@ -57,20 +75,31 @@ impl S3Api {
         } = req;
         let n = part_number(i.part_number)?;
         let declared = declared_length(i.content_length)?;
-        let (body, mismatch) = super::checksum::verify(
+        let upload = PartUpload {
+            part_number: n,
+            declared_size: declared,
+            checksums: BodyChecksums::default(),
+        };
+        let (body, mismatch) = checksum::verify(
             &headers,
             trailing_headers,
             body_stream(i.body),
-            bucketdb_object::BodyChecksums::default(),
+            upload.checksums.clone(),
         );
-        let part = super::checksum::checked(
+        let part = checksum::checked(
             self.svc
-                .upload_part(&i.bucket, &i.key, &i.upload_id, n, body, declared)
+                .upload_part_with(&i.bucket, &i.key, &i.upload_id, upload, body)
                 .await,
             &mismatch,
         )?;
+        let sums = StoredChecksums::from_pairs(&part.checksums);
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }
@@ -101,15 +130,28 @@ impl S3Api {
         }
         let rec = self
             .svc
-            .complete_multipart_upload(&i.bucket, &i.key, &i.upload_id, parts)
+            .complete_multipart_upload_with(
+                &i.bucket,
+                &i.key,
+                &i.upload_id,
+                parts,
+                Some(checksum::combine_part_checksums),
+            )
             .await
             .s3()?;
+        let sums = StoredChecksums::all(&rec);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(rec.key.clone()),
             e_tag: Some(ETag::Strong(rec.etag.clone())),
             location: Some(format!("/{}/{}", i.bucket, rec.key)),
             version_id: version_id(&rec),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_type: sums.checksum_type,
             ..Default::default()
         }))
     }
@@ -140,12 +182,19 @@ impl S3Api {
         let next = page.last().map(|p| p.part_number as i32);
         let parts = page
             .into_iter()
-            .map(|p| Part {
-                part_number: Some(p.part_number as i32),
-                e_tag: Some(ETag::Strong(p.etag)),
-                size: Some(p.size as i64),
-                last_modified: Some(timestamp(p.created_ms)),
-                ..Default::default()
+            .map(|p| {
+                let sums = StoredChecksums::from_pairs(&p.checksums);
+                Part {
+                    part_number: Some(p.part_number as i32),
+                    e_tag: Some(ETag::Strong(p.etag)),
+                    size: Some(p.size as i64),
+                    last_modified: Some(timestamp(p.created_ms)),
+                    checksum_crc32: sums.crc32,
+                    checksum_crc32c: sums.crc32c,
+                    checksum_crc64nvme: sums.crc64nvme,
+                    checksum_sha1: sums.sha1,
+                    checksum_sha256: sums.sha256,
+                }
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {

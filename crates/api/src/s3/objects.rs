@@ -175,6 +175,7 @@ impl S3Api {
             content_md5: content_md5(i.content_md5.as_deref())?,
             write_conditions: conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), None, None),
             checksums: BodyChecksums::default(),
+            checksum_algorithm: None,
         };
         let (body, mismatch) = super::checksum::verify(
             &headers,
@@ -432,8 +433,16 @@ impl S3Api {
             create_bucket: false,
             content_md5: None,
             write_conditions: Conditions::default(),
-            // The bytes are the source's, so its verified checksums still hold.
-            checksums: BodyChecksums::known(src.checksums.clone()),
+            // The bytes are the source's, so its whole-body checksums still hold (not a
+            // multipart source's composite one: the copy is a single part).
+            checksums: BodyChecksums::known(
+                src.checksums
+                    .iter()
+                    .filter(|(_, v)| !v.contains('-'))
+                    .cloned()
+                    .collect(),
+            ),
+            checksum_algorithm: None,
         };
         let body = reader.body.map_err(std::io::Error::other);
         let rec = self
