@@ -582,6 +582,139 @@ async fn object_put_metadata_content_type_and_tagging_round_trip() {
     );
 }
 
+/// Cache-Control, Content-Disposition, Content-Encoding, Content-Language and Expires
+/// given on upload come back on GET and HEAD (a `response-*` override wins on GET), and
+/// follow the object through copies and multipart uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_standard_headers_are_stored_and_returned() {
+    let (_s, c) = s3::start().await;
+    create_bucket(&c, "bkt").await;
+    let expires = DateTime::from_secs(1_900_000_000);
+    c.put_object()
+        .bucket("bkt")
+        .key("site.js.gz")
+        .cache_control("public, max-age=300")
+        .content_disposition("attachment; filename=\"site.js.gz\"")
+        .content_encoding("gzip")
+        .content_language("en-GB")
+        .expires(expires)
+        .body(ByteStream::from_static(b"not really gzip"))
+        .send()
+        .await
+        .unwrap();
+    let head = c
+        .head_object()
+        .bucket("bkt")
+        .key("site.js.gz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.cache_control(), Some("public, max-age=300"));
+    assert_eq!(
+        head.content_disposition(),
+        Some("attachment; filename=\"site.js.gz\"")
+    );
+    assert_eq!(head.content_encoding(), Some("gzip"));
+    assert_eq!(head.content_language(), Some("en-GB"));
+    #[allow(deprecated)]
+    let head_expires = head.expires();
+    assert_eq!(head_expires, Some(&expires));
+
+    let get = c
+        .get_object()
+        .bucket("bkt")
+        .key("site.js.gz")
+        .response_cache_control("no-store")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.cache_control(), Some("no-store"));
+    assert_eq!(get.content_encoding(), Some("gzip"));
+    assert_eq!(get.content_language(), Some("en-GB"));
+
+    // A COPY-directive copy keeps them; a REPLACE copy takes only what it is given.
+    c.copy_object()
+        .bucket("bkt")
+        .key("kept")
+        .copy_source("bkt/site.js.gz")
+        .send()
+        .await
+        .unwrap();
+    let kept = c
+        .head_object()
+        .bucket("bkt")
+        .key("kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.content_encoding(), Some("gzip"));
+    assert_eq!(kept.cache_control(), Some("public, max-age=300"));
+    c.copy_object()
+        .bucket("bkt")
+        .key("replaced")
+        .copy_source("bkt/site.js.gz")
+        .metadata_directive(MetadataDirective::Replace)
+        .cache_control("no-cache")
+        .send()
+        .await
+        .unwrap();
+    let replaced = c
+        .head_object()
+        .bucket("bkt")
+        .key("replaced")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.cache_control(), Some("no-cache"));
+    assert_eq!(replaced.content_encoding(), None);
+
+    // Multipart: given on create, present on the completed object.
+    let id = c
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .content_disposition("inline")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let etag = upload_part(&c, "bkt", "mp", &id, 1, b"part").await;
+    c.complete_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .upload_id(&id)
+        .multipart_upload(completed(&[(1, &etag)]))
+        .send()
+        .await
+        .unwrap();
+    let mp = c
+        .head_object()
+        .bucket("bkt")
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mp.content_disposition(), Some("inline"));
+
+    // A header value that cannot be sent back is refused.
+    let f = failure(
+        c.put_object()
+            .bucket("bkt")
+            .key("bad")
+            .cache_control("x".repeat(3000))
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (f.status, f.code.as_deref()),
+        (400, Some("InvalidArgument")),
+        "{f:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_default_content_type_and_empty_object() {
     let (_s, c) = s3::start().await;

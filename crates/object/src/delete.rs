@@ -89,6 +89,7 @@ impl ObjectService {
                     part_sizes: Vec::new(),
                     body: Body::Chunks(Vec::new()),
                     checksums: Vec::new(),
+                    headers: Default::default(),
                 };
                 let (rec, freed) = svc.install_version(kv, &b, marker, None)?;
                 Ok((

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, Semaphore};
 
 pub use bucketdb_store::records::{
     Body as StoredBody, BucketConfig, BucketRecord, CorsRule, LifecycleRule, ObjectRecord,
-    PartRecord, UploadRecord, Versioning,
+    PartRecord, StandardHeaders, UploadRecord, Versioning,
 };
 pub use conditions::Conditions;
 pub use error::{ObjectError, Result};

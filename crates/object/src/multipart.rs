@@ -97,6 +97,7 @@ impl ObjectService {
             user_meta: opts.user_meta,
             tags: opts.tags,
             checksum_algorithm: opts.checksum_algorithm,
+            headers: opts.headers,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         self.cluster
@@ -352,6 +353,7 @@ impl ObjectService {
                         &chosen,
                         combine,
                     ),
+                    headers: up.headers.clone(),
                 };
                 // The object takes its own references first, so releasing the parts
                 // frees only the chunks of parts left out.

@@ -106,6 +106,30 @@ pub fn validate_user_meta(meta: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
+/// Longest value of a stored standard header (`Cache-Control`, `Content-Disposition`, ...).
+pub const STANDARD_HEADER_MAX_BYTES: usize = 2048;
+
+/// Stored standard headers are sent back as HTTP header values: printable ASCII only.
+pub fn validate_standard_headers(h: &bucketdb_store::records::StandardHeaders) -> Result<()> {
+    let values = [
+        &h.cache_control,
+        &h.content_disposition,
+        &h.content_encoding,
+        &h.content_language,
+    ];
+    for v in values.into_iter().flatten() {
+        if v.len() > STANDARD_HEADER_MAX_BYTES
+            || v.chars()
+                .any(|ch| !ch.is_ascii() || (ch.is_control() && ch != '\t'))
+        {
+            return Err(ObjectError::InvalidArgument(
+                "standard headers must be printable ASCII of at most 2048 bytes".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

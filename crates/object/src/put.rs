@@ -3,12 +3,13 @@
 use std::sync::{Arc, Mutex};
 
 use bucketdb_store::chunks::bucket_hash;
-use bucketdb_store::records::{Body, ObjectRecord};
+use bucketdb_store::records::{Body, ObjectRecord, StandardHeaders};
 
 use crate::error::Result;
 use crate::ingest::{ByteStream, IngestLimits, StoredBody, ingest};
 use crate::names::{
-    CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_tags, validate_user_meta,
+    CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_standard_headers,
+    validate_tags, validate_user_meta,
 };
 use crate::{Conditions, ObjectService};
 
@@ -34,6 +35,8 @@ pub struct PutOptions {
     /// Multipart uploads only: the algorithm whose part checksums are combined into the
     /// object's composite checksum (`"CRC32"`, `"SHA256"`, ...).
     pub checksum_algorithm: Option<String>,
+    /// `Cache-Control`, `Content-Disposition`, ... to store with the object.
+    pub headers: StandardHeaders,
 }
 
 /// The checksums of an upload's body, as (algorithm, value) pairs. Values sent as
@@ -70,7 +73,7 @@ impl PutOptions {
                 "the content type must be printable ASCII of at most 1024 bytes".into(),
             ));
         }
-        Ok(())
+        validate_standard_headers(&self.headers)
     }
 }
 
@@ -131,6 +134,7 @@ impl ObjectService {
             part_sizes: Vec::new(),
             body,
             checksums: opts.checksums.take(),
+            headers: opts.headers,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let bucket = bucket.to_string();

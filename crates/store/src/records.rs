@@ -166,6 +166,19 @@ pub struct ObjectRecord {
     /// Checksums the client declared and the body was verified against, as
     /// (algorithm, value in S3's base64 form), e.g. `("SHA256", "n4bQ...=")`.
     pub checksums: Vec<(String, String)>,
+    pub headers: StandardHeaders,
+}
+
+/// Standard HTTP headers given on upload, stored with the object and returned on
+/// GET/HEAD.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandardHeaders {
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    /// `Expires`, as Unix seconds.
+    pub expires_secs: Option<i64>,
 }
 
 /// Format 1 of `ObjectRecord`, before stored checksums.
@@ -208,6 +221,7 @@ impl Record for ObjectRecord {
                     part_sizes: v1.part_sizes,
                     body: v1.body,
                     checksums: Vec::new(),
+                    headers: StandardHeaders::default(),
                 })
             }
             _ => Err(StoreError::Decode(format!(
@@ -239,6 +253,8 @@ pub struct UploadRecord {
     /// The algorithm whose per-part checksums are combined into the object's composite
     /// checksum (`x-amz-checksum-algorithm` on CreateMultipartUpload), e.g. `"CRC32"`.
     pub checksum_algorithm: Option<String>,
+    /// Standard headers the completed object gets.
+    pub headers: StandardHeaders,
 }
 
 /// Format 1 of `UploadRecord`, before tags.
@@ -268,6 +284,7 @@ impl Record for UploadRecord {
                     user_meta: v1.user_meta,
                     tags: Vec::new(),
                     checksum_algorithm: None,
+                    headers: StandardHeaders::default(),
                 })
             }
             _ => Err(StoreError::Decode(format!(

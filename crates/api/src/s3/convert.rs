@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use bucketdb_object::{Conditions, ObjectRecord, RangeSpec};
+use bucketdb_object::{Conditions, ObjectRecord, RangeSpec, StandardHeaders};
 use s3s::dto::{ETag, ETagCondition, Metadata, Range, Timestamp};
 
 pub fn timestamp(ms: u64) -> Timestamp {
@@ -79,4 +79,27 @@ pub fn encode_key(s: &str, url: bool) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// The standard headers of an upload, as stored.
+pub fn headers_in(
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<Timestamp>,
+) -> StandardHeaders {
+    StandardHeaders {
+        cache_control,
+        content_disposition,
+        content_encoding,
+        content_language,
+        expires_secs: expires.map(|t| time::OffsetDateTime::from(t).unix_timestamp()),
+    }
+}
+
+/// The stored `Expires` header.
+pub fn expires_out(h: &StandardHeaders) -> Option<Timestamp> {
+    let t = time::OffsetDateTime::from_unix_timestamp(h.expires_secs?).ok()?;
+    Some(Timestamp::from(t))
 }

@@ -7,7 +7,7 @@ use bucketdb_object::{BodyChecksums, MAX_PART_NUMBER, PartUpload, PutOptions, Ra
 
 use super::S3Api;
 use super::checksum::{self, StoredChecksums};
-use super::convert::{metadata_in, timestamp, version_id};
+use super::convert::{headers_in, metadata_in, timestamp, version_id};
 use super::error::IntoS3;
 use super::objects::{CopySourceConditions, body_stream, declared_length, tagging_header};
 
@@ -45,6 +45,13 @@ impl S3Api {
             user_meta: metadata_in(i.metadata),
             tags: tagging_header(i.tagging.as_deref())?,
             checksum_algorithm: checksum_algorithm.map(str::to_string),
+            headers: headers_in(
+                i.cache_control,
+                i.content_disposition,
+                i.content_encoding,
+                i.content_language,
+                i.expires,
+            ),
             ..PutOptions::default()
         };
         let up = self

@@ -10,7 +10,10 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::S3Api;
 use super::checksum::StoredChecksums;
-use super::convert::{conditions, etag, metadata_in, metadata_out, range, timestamp, version_id};
+use super::convert::{
+    conditions, etag, expires_out, headers_in, metadata_in, metadata_out, range, timestamp,
+    version_id,
+};
 use super::error::{IntoS3, s3_error};
 
 /// Most keys one DeleteObjects request may name.
@@ -176,6 +179,13 @@ impl S3Api {
             write_conditions: conditions(i.if_match.as_ref(), i.if_none_match.as_ref(), None, None),
             checksums: BodyChecksums::default(),
             checksum_algorithm: None,
+            headers: headers_in(
+                i.cache_control,
+                i.content_disposition,
+                i.content_encoding,
+                i.content_language,
+                i.expires,
+            ),
         };
         let (body, mismatch) = super::checksum::verify(
             &headers,
@@ -238,10 +248,19 @@ impl S3Api {
                 i.response_content_type
                     .unwrap_or_else(|| r.content_type.clone()),
             ),
-            content_disposition: i.response_content_disposition,
-            cache_control: i.response_cache_control,
-            content_encoding: i.response_content_encoding,
-            content_language: i.response_content_language,
+            content_disposition: i
+                .response_content_disposition
+                .or_else(|| r.headers.content_disposition.clone()),
+            cache_control: i
+                .response_cache_control
+                .or_else(|| r.headers.cache_control.clone()),
+            content_encoding: i
+                .response_content_encoding
+                .or_else(|| r.headers.content_encoding.clone()),
+            content_language: i
+                .response_content_language
+                .or_else(|| r.headers.content_language.clone()),
+            expires: i.response_expires.or_else(|| expires_out(&r.headers)),
             e_tag: Some(etag(r)),
             last_modified: Some(timestamp(r.created_ms)),
             metadata: metadata_out(r),
@@ -299,6 +318,11 @@ impl S3Api {
             content_length: Some(length as i64),
             content_range,
             content_type: Some(r.content_type.clone()),
+            cache_control: r.headers.cache_control.clone(),
+            content_disposition: r.headers.content_disposition.clone(),
+            content_encoding: r.headers.content_encoding.clone(),
+            content_language: r.headers.content_language.clone(),
+            expires: expires_out(&r.headers),
             e_tag: Some(etag(&r)),
             last_modified: Some(timestamp(r.created_ms)),
             metadata: metadata_out(&r),
@@ -443,6 +467,17 @@ impl S3Api {
                     .collect(),
             ),
             checksum_algorithm: None,
+            headers: if replace_meta {
+                headers_in(
+                    i.cache_control,
+                    i.content_disposition,
+                    i.content_encoding,
+                    i.content_language,
+                    i.expires,
+                )
+            } else {
+                src.headers.clone()
+            },
         };
         let body = reader.body.map_err(std::io::Error::other);
         let rec = self
