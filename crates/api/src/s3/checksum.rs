@@ -299,6 +299,24 @@ pub fn checked<T>(r: Result<T, bucketdb_object::ObjectError>, m: &Mismatch) -> S
     r.map_err(|e| m.error().unwrap_or_else(|| super::error::s3_error(e)))
 }
 
+/// Copy `StoredChecksums` into the same-named fields of an S3 output (`x-amz-checksum-*`),
+/// and with `type` also `x-amz-checksum-type`.
+macro_rules! set_checksums {
+    ($out:expr, $sums:expr) => {{
+        let sums: $crate::s3::checksum::StoredChecksums = $sums;
+        $out.checksum_crc32 = sums.crc32;
+        $out.checksum_crc32c = sums.crc32c;
+        $out.checksum_crc64nvme = sums.crc64nvme;
+        $out.checksum_sha1 = sums.sha1;
+        $out.checksum_sha256 = sums.sha256;
+        sums.checksum_type
+    }};
+    ($out:expr, $sums:expr, type) => {{
+        $out.checksum_type = set_checksums!($out, $sums);
+    }};
+}
+pub(super) use set_checksums;
+
 /// The checksums stored with an object, in the fields S3 responses carry them in.
 #[derive(Default)]
 pub struct StoredChecksums {

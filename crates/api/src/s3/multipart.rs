@@ -6,7 +6,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use bucketdb_object::{BodyChecksums, MAX_PART_NUMBER, PartUpload, PutOptions, RangeSpec};
 
 use super::S3Api;
-use super::checksum::{self, StoredChecksums};
+use super::checksum::{self, StoredChecksums, set_checksums};
 use super::convert::{headers_in, metadata_in, timestamp, version_id};
 use super::error::IntoS3;
 use super::objects::{CopySourceConditions, body_stream, declared_length, tagging_header};
@@ -99,16 +99,12 @@ impl S3Api {
                 .await,
             &mismatch,
         )?;
-        let sums = StoredChecksums::from_pairs(&part.checksums);
-        Ok(S3Response::new(UploadPartOutput {
+        let mut out = UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
             ..Default::default()
-        }))
+        };
+        set_checksums!(out, StoredChecksums::from_pairs(&part.checksums));
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn op_complete_multipart_upload(
@@ -146,21 +142,16 @@ impl S3Api {
             )
             .await
             .s3()?;
-        let sums = StoredChecksums::all(&rec);
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
+        let mut out = CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(rec.key.clone()),
             e_tag: Some(ETag::Strong(rec.etag.clone())),
             location: Some(format!("/{}/{}", i.bucket, rec.key)),
             version_id: version_id(&rec),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_type: sums.checksum_type,
             ..Default::default()
-        }))
+        };
+        set_checksums!(out, StoredChecksums::all(&rec), type);
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn op_abort_multipart_upload(
@@ -190,18 +181,15 @@ impl S3Api {
         let parts = page
             .into_iter()
             .map(|p| {
-                let sums = StoredChecksums::from_pairs(&p.checksums);
-                Part {
+                let mut part = Part {
                     part_number: Some(p.part_number as i32),
                     e_tag: Some(ETag::Strong(p.etag)),
                     size: Some(p.size as i64),
                     last_modified: Some(timestamp(p.created_ms)),
-                    checksum_crc32: sums.crc32,
-                    checksum_crc32c: sums.crc32c,
-                    checksum_crc64nvme: sums.crc64nvme,
-                    checksum_sha1: sums.sha1,
-                    checksum_sha256: sums.sha256,
-                }
+                    ..Default::default()
+                };
+                set_checksums!(part, StoredChecksums::from_pairs(&p.checksums));
+                part
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {

@@ -9,7 +9,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::S3Api;
-use super::checksum::StoredChecksums;
+use super::checksum::{StoredChecksums, set_checksums};
 use super::convert::{
     conditions, etag, expires_out, headers_in, metadata_in, metadata_out, range, timestamp,
     version_id,
@@ -197,18 +197,13 @@ impl S3Api {
             self.svc.put_object(&i.bucket, &i.key, body, opts).await,
             &mismatch,
         )?;
-        let sums = StoredChecksums::all(&rec);
-        Ok(S3Response::new(PutObjectOutput {
+        let mut out = PutObjectOutput {
             e_tag: Some(etag(&rec)),
             version_id: version_id(&rec),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_type: sums.checksum_type,
             ..Default::default()
-        }))
+        };
+        set_checksums!(out, StoredChecksums::all(&rec), type);
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn op_get_object(
@@ -240,7 +235,7 @@ impl S3Api {
             .range
             .map(|(s, e)| format!("bytes {s}-{e}/{}", r.size));
         let sums = StoredChecksums::of(r, i.checksum_mode.as_ref(), reader.range.is_none());
-        let out = GetObjectOutput {
+        let mut out = GetObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(reader.content_length() as i64),
             content_range,
@@ -268,15 +263,10 @@ impl S3Api {
             tag_count: (!r.tags.is_empty()).then_some(r.tags.len() as i32),
             parts_count: (i.part_number.is_some() && !r.part_sizes.is_empty())
                 .then_some(r.part_sizes.len() as i32),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_type: sums.checksum_type,
             body: Some(StreamingBlob::wrap(reader.body)),
             ..Default::default()
         };
+        set_checksums!(out, sums, type);
         let mut resp = S3Response::new(out);
         if reader.range.is_some() {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
@@ -313,7 +303,7 @@ impl S3Api {
             length = e - s + 1;
             content_range = Some(format!("bytes {s}-{e}/{}", r.size));
         }
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut out = HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(length as i64),
             content_range,
@@ -329,14 +319,10 @@ impl S3Api {
             version_id: version_id(&r),
             parts_count: (i.part_number.is_some() && !r.part_sizes.is_empty())
                 .then_some(r.part_sizes.len() as i32),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_type: sums.checksum_type,
             ..Default::default()
-        }))
+        };
+        set_checksums!(out, sums, type);
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn op_delete_object(
