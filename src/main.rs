@@ -7,6 +7,8 @@ use bucketdb::{ConfigArgs, LogFormat};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod fsck;
+
 /// mimalloc returns freed chunk buffers to the OS more readily than glibc's per-thread
 /// arenas (chunks are allocated on one thread and freed on another), which keeps peak
 /// RSS close to what requests actually hold, and its small allocations are faster.
@@ -28,6 +30,9 @@ struct Cli {
 enum Command {
     /// Run a node (with no flags: a single node on ./data and ./meta).
     Server(ConfigArgs),
+    /// Check this node's data offline (stop the server first): every chunk against its
+    /// SHA-256, metadata against chunks; --repair fixes what one node can.
+    Fsck(fsck::FsckArgs),
 }
 
 /// `info`, without s3s's per-request error lines: client errors are already in the
@@ -103,5 +108,6 @@ async fn run_server(args: ConfigArgs) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Server(args) => run_server(args).await,
+        Command::Fsck(args) => std::process::exit(fsck::run(args)),
     }
 }

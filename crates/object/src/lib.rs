@@ -6,6 +6,7 @@ mod buckets;
 mod conditions;
 mod delete;
 mod error;
+pub mod fsck;
 mod gc;
 mod get;
 mod ingest;

@@ -47,18 +47,31 @@ pub(crate) fn release_refs(
 ) -> Result<bool, StoreError> {
     let mut freed = false;
     for c in chunks {
-        let k = c.id.to_bytes();
-        let n: u32 = match kv.get(Table::Chunks, &k)? {
+        let n: u32 = match kv.get(Table::Chunks, &c.id.to_bytes())? {
             Some(v) => decode(&v)?,
             None => 0,
         };
-        if n <= 1 {
-            kv.delete(Table::Chunks, &k)?;
-            kv.put(Table::GcQueue, &gc_key(now_ms, &c.id), &encode(&())?)?;
-            freed = true;
-        } else {
-            kv.put(Table::Chunks, &k, &encode(&(n - 1))?)?;
-        }
+        let left = n.saturating_sub(1);
+        set_ref_count(kv, &c.id, left, now_ms)?;
+        freed |= left == 0;
     }
     Ok(freed)
+}
+
+/// Record that `refs` references to a chunk exist. At zero the count goes and the chunk
+/// is queued for GC (with `now_ms`), as when its last reference is released.
+pub(crate) fn set_ref_count(
+    kv: &mut dyn KvWrite,
+    id: &ChunkId,
+    refs: u32,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let k = id.to_bytes();
+    if refs == 0 {
+        kv.delete(Table::Chunks, &k)?;
+        kv.put(Table::GcQueue, &gc_key(now_ms, id), &encode(&())?)?;
+    } else {
+        kv.put(Table::Chunks, &k, &encode(&refs)?)?;
+    }
+    Ok(())
 }

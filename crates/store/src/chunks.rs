@@ -6,6 +6,7 @@
 //! can name a path.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,8 @@ use crate::error::StoreError;
 pub const QUARANTINE_DIR: &str = ".quarantine";
 /// Fresh ids tried when a generated chunk id is already taken.
 const ID_ATTEMPTS: usize = 8;
+/// Bytes read at a time when a chunk file is checked offline ([`ChunkStore::verify`]).
+const VERIFY_BLOCK_BYTES: usize = 1024 * 1024;
 
 /// Which bucket a chunk belongs to (first 8 bytes of SHA-256 of the bucket name).
 pub type BucketHash = [u8; 8];
@@ -95,6 +98,45 @@ pub struct ChunkRef {
     pub id: ChunkId,
     pub len: u64,
     pub sha256: [u8; 32],
+}
+
+/// What a file below the storage root is, judged by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredFile {
+    /// A chunk file.
+    Chunk(ChunkId),
+    /// The temp file of a chunk write that never finished.
+    Unfinished,
+    /// Not a file the store wrote: always left alone.
+    Foreign,
+}
+
+impl StoredFile {
+    /// Classify a path relative to the storage root.
+    pub fn of_relative_path(rel: &Path) -> StoredFile {
+        if let Some(id) = ChunkId::from_relative_path(rel) {
+            return StoredFile::Chunk(id);
+        }
+        let unfinished = rel
+            .to_str()
+            .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
+            .and_then(|r| ChunkId::from_relative_path(Path::new(r)))
+            .is_some();
+        if unfinished {
+            StoredFile::Unfinished
+        } else {
+            StoredFile::Foreign
+        }
+    }
+}
+
+/// A chunk file compared with the reference that names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkHealth {
+    Intact,
+    Missing,
+    /// Wrong length or SHA-256.
+    Corrupt,
 }
 
 /// Counters the chunk store keeps about itself.
@@ -201,15 +243,103 @@ impl ChunkStore {
         let digest: [u8; 32] = Sha256::digest(&data).into();
         if data.len() as u64 != r.len || digest != r.sha256 {
             self.stats.corrupt_chunks.fetch_add(1, Ordering::Relaxed);
-            let q = self.quarantine_path(&r.id);
-            if let Err(e) = self.disk.rename(&path, &q) {
-                tracing::error!(chunk = %r.id, error = %e, "could not quarantine corrupt chunk");
-            } else {
-                tracing::error!(chunk = %r.id, quarantine = %q.display(), "chunk failed SHA-256 check; quarantined");
+            match self.quarantine(&r.id) {
+                Err(e) => {
+                    tracing::error!(chunk = %r.id, error = %e, "could not quarantine corrupt chunk")
+                }
+                Ok(q) => {
+                    tracing::error!(chunk = %r.id, quarantine = %q.display(), "chunk failed SHA-256 check; quarantined")
+                }
             }
             return Err(StoreError::CorruptChunk(r.id.to_string()));
         }
         Ok(Bytes::from(data))
+    }
+
+    /// Check a chunk file against its reference without changing anything (offline
+    /// checks), reading it in blocks so that a file of any size takes bounded memory.
+    /// Returns the verdict and the bytes read.
+    pub fn verify(&self, r: &ChunkRef) -> Result<(ChunkHealth, u64), StoreError> {
+        let path = self.path_of(&r.id);
+        let mut file = match self.disk.open_read(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((ChunkHealth::Missing, 0));
+            }
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let block = usize::try_from(r.len)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1)
+            .min(VERIFY_BLOCK_BYTES);
+        let mut buf = vec![0u8; block];
+        let mut hasher = Sha256::new();
+        let mut read = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io(&path, e)),
+            };
+            read += n as u64;
+            if read > r.len {
+                // Longer than recorded: corrupt whatever the rest holds.
+                return Ok((ChunkHealth::Corrupt, read));
+            }
+            hasher.update(&buf[..n]);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        let health = if read == r.len && digest == r.sha256 {
+            ChunkHealth::Intact
+        } else {
+            ChunkHealth::Corrupt
+        };
+        Ok((health, read))
+    }
+
+    /// Move a chunk file to quarantine; returns where it went.
+    pub fn quarantine(&self, id: &ChunkId) -> Result<PathBuf, StoreError> {
+        let (from, to) = (self.path_of(id), self.quarantine_path(id));
+        self.disk
+            .rename(&from, &to)
+            .map_err(|e| StoreError::io(&from, e))?;
+        Ok(to)
+    }
+
+    /// Whether a chunk with this id was moved to quarantine.
+    pub fn is_quarantined(&self, id: &ChunkId) -> bool {
+        self.quarantine_path(id).is_file()
+    }
+
+    /// Remove a file found by [`ChunkStore::visit_files`] (missing is fine).
+    pub fn remove_file(&self, path: &Path) -> Result<(), StoreError> {
+        self.disk.remove(path).map_err(|e| StoreError::io(path, e))
+    }
+
+    /// Visit every file below the root except quarantine, one at a time, with what its
+    /// name says it is; stops at the first error `visit` returns. Memory stays bounded
+    /// whatever the number of files. Files added or removed meanwhile (by `visit` or
+    /// anyone else) may or may not be visited.
+    pub fn visit_files(
+        &self,
+        visit: &mut dyn FnMut(&Path, StoredFile) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let quarantine = self.root.join(QUARANTINE_DIR);
+        let mut failed = None;
+        self.disk
+            .walk(&self.root, &mut |path| {
+                if failed.is_some() || path.starts_with(&quarantine) {
+                    return;
+                }
+                if let Ok(rel) = path.strip_prefix(&self.root)
+                    && let Err(e) = visit(path, StoredFile::of_relative_path(rel))
+                {
+                    failed = Some(e);
+                }
+            })
+            .map_err(|e| StoreError::io(&self.root, e))?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Remove a chunk file (missing is fine: deletion is idempotent).
@@ -229,35 +359,22 @@ impl ChunkStore {
         &self,
         is_referenced: &mut dyn FnMut(&ChunkId) -> Result<bool, StoreError>,
     ) -> Result<u64, StoreError> {
+        // Collected first, so that nothing is removed from a directory being listed.
         let mut candidates = Vec::new();
-        let quarantine = self.root.join(QUARANTINE_DIR);
-        self.disk
-            .walk(&self.root, &mut |p| {
-                if !p.starts_with(&quarantine) {
-                    candidates.push(p.to_path_buf());
-                }
-            })
-            .map_err(|e| StoreError::io(&self.root, e))?;
+        self.visit_files(&mut |path, kind| {
+            if kind != StoredFile::Foreign {
+                candidates.push((path.to_path_buf(), kind));
+            }
+            Ok(())
+        })?;
         let mut removed = 0;
-        for path in candidates {
-            let Ok(rel) = path.strip_prefix(&self.root) else {
-                continue;
-            };
-            // A temp file of a chunk write that never finished.
-            let unfinished = rel
-                .to_str()
-                .and_then(|r| r.strip_suffix(TEMP_SUFFIX))
-                .and_then(|r| ChunkId::from_relative_path(Path::new(r)))
-                .is_some();
-            let orphan = match ChunkId::from_relative_path(rel) {
-                Some(id) => !is_referenced(&id)?,
-                // Not a file we wrote: leave it alone.
-                None => unfinished,
+        for (path, kind) in candidates {
+            let orphan = match kind {
+                StoredFile::Chunk(id) => !is_referenced(&id)?,
+                StoredFile::Unfinished | StoredFile::Foreign => true,
             };
             if orphan {
-                self.disk
-                    .remove(&path)
-                    .map_err(|e| StoreError::io(&path, e))?;
+                self.remove_file(&path)?;
                 removed += 1;
             }
         }
@@ -320,6 +437,59 @@ mod tests {
         assert!(!path.exists());
         assert_eq!(s.quarantined().unwrap().len(), 1);
         assert_eq!(s.stats().corrupt_chunks.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn verify_judges_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let r = s.write(bucket_hash("b"), &[3u8; 5000]).unwrap();
+        assert_eq!(s.verify(&r).unwrap(), (ChunkHealth::Intact, 5000));
+        let path = s.path_of(&r.id);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4999] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(s.verify(&r).unwrap().0, ChunkHealth::Corrupt);
+        assert!(path.exists() && s.quarantined().unwrap().is_empty());
+        bytes[4999] ^= 0x01;
+        bytes.push(0);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(s.verify(&r).unwrap().0, ChunkHealth::Corrupt);
+        assert!(!s.is_quarantined(&r.id));
+        s.quarantine(&r.id).unwrap();
+        assert!(s.is_quarantined(&r.id));
+        assert_eq!(s.verify(&r).unwrap(), (ChunkHealth::Missing, 0));
+    }
+
+    #[test]
+    fn visit_files_names_each_file_and_skips_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let chunk = s.write(bucket_hash("b"), b"chunk").unwrap();
+        let bad = s.write(bucket_hash("b"), b"bad").unwrap();
+        s.quarantine(&bad.id).unwrap();
+        let tmp = dir
+            .path()
+            .join("0011223344556677/ab/ab0102030405060708090a0b0c0d0e0f.tmp");
+        std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+        std::fs::write(&tmp, b"partial").unwrap();
+        std::fs::write(dir.path().join("README"), b"not ours").unwrap();
+        let mut seen = Vec::new();
+        s.visit_files(&mut |p, kind| {
+            seen.push((p.to_path_buf(), kind));
+            Ok(())
+        })
+        .unwrap();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want = vec![
+            (s.path_of(&chunk.id), StoredFile::Chunk(chunk.id)),
+            (tmp, StoredFile::Unfinished),
+            (dir.path().join("README"), StoredFile::Foreign),
+        ];
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen, want);
+        let err = s.visit_files(&mut |_, _| Err(StoreError::Decode("stop".into())));
+        assert!(matches!(err, Err(StoreError::Decode(_))));
     }
 
     #[test]

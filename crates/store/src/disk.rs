@@ -15,6 +15,8 @@ pub trait Disk: Send + Sync + 'static {
     /// temp file → fsync → rename → fsync of the directory.
     fn write_durable(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Open a file to read it piece by piece (checking a file without holding all of it).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>>;
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Rename within the same filesystem, creating the target's directory.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -95,6 +97,10 @@ impl Disk for StdDisk {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        Ok(Box::new(File::open(path)?))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

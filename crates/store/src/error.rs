@@ -23,6 +23,10 @@ pub enum StoreError {
     FutureFormat { found: u8, supported: u8 },
     #[error("the metadata writer has stopped")]
     WriterGone,
+    #[error("the metadata store {0} is already open elsewhere (another server?)")]
+    MetadataInUse(PathBuf),
+    #[error("there is no metadata store at {0}")]
+    MetadataMissing(PathBuf),
 }
 
 impl StoreError {

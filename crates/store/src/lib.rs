@@ -14,7 +14,7 @@ pub mod keys;
 pub mod meta;
 pub mod records;
 
-pub use chunks::{ChunkId, ChunkRef, ChunkStore};
+pub use chunks::{ChunkHealth, ChunkId, ChunkRef, ChunkStore, StoredFile};
 pub use disk::{Disk, StdDisk};
 pub use env::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};
 pub use error::StoreError;

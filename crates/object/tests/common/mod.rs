@@ -113,6 +113,12 @@ impl Env {
     /// Drop the service (and with it the metadata writer and the database) and open a
     /// new one on the same directories, as after a restart.
     pub async fn reopen(self) -> Env {
+        self.offline(|_| ()).await.0
+    }
+
+    /// Close the service, run `work` on the directory while nothing holds its stores
+    /// (offline tools), then open a new service there, as after a restart.
+    pub async fn offline<R>(self, work: impl FnOnce(&Path) -> R) -> (Env, R) {
         let Env {
             dir,
             clock,
@@ -130,15 +136,17 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         drop(svc);
+        let out = work(dir.path());
         let generation = generation + 1;
         let svc = build(dir.path(), clock.clone(), config.clone(), generation);
-        Env {
+        let env = Env {
             dir,
             clock,
             config,
             svc,
             generation,
-        }
+        };
+        (env, out)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -168,6 +176,15 @@ impl Env {
 
     pub async fn create_bucket(&self, name: &str) {
         self.svc.create_bucket(name).await.unwrap();
+    }
+
+    /// A new bucket with versioning enabled.
+    pub async fn create_versioned_bucket(&self, name: &str) {
+        self.create_bucket(name).await;
+        self.svc
+            .set_versioning(name, bucketdb_object::Versioning::Enabled)
+            .await
+            .unwrap();
     }
 
     pub async fn put(&self, bucket: &str, key: &str, data: &[u8]) -> ObjectRecord {

@@ -20,11 +20,33 @@ pub struct RedbEngine {
 }
 
 impl RedbEngine {
+    /// Open the store in `dir`, creating the directory and the database if needed.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        Self::open_file(&dir.join(DB_FILE))
+    }
+
+    /// Open the store in `dir` only if it exists (offline tools must not create one).
+    pub fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::MetadataMissing(path));
+        }
+        Self::open_file(&path)
+    }
+
+    fn open_file(path: &Path) -> Result<Self, StoreError> {
+        // redb locks the file while it is open, so a second opener (another server, or
+        // fsck while a server runs) is refused rather than corrupting it.
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(dir.join(DB_FILE))?;
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::MetadataInUse(path.to_path_buf())
+                }
+                other => other.into(),
+            })?;
         let txn = db.begin_write()?;
         for t in Table::ALL {
             txn.open_table(def(t))?;

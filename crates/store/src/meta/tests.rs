@@ -125,3 +125,20 @@ fn a_mutation_reads_its_own_writes_in_gets_scans_and_counts() {
     let r = meta.read().unwrap();
     assert_eq!(r.count(Table::Current).unwrap(), 3);
 }
+
+#[test]
+fn a_store_open_elsewhere_is_refused_and_a_missing_one_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        RedbEngine::open_existing(dir.path()),
+        Err(StoreError::MetadataMissing(_))
+    ));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let held = RedbEngine::open(dir.path()).unwrap();
+    assert!(matches!(
+        RedbEngine::open_existing(dir.path()),
+        Err(StoreError::MetadataInUse(_))
+    ));
+    drop(held);
+    RedbEngine::open_existing(dir.path()).unwrap();
+}
