@@ -7,6 +7,7 @@ use bucketdb::{ConfigArgs, LogFormat};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod bench;
 mod fsck;
 
 /// mimalloc returns freed chunk buffers to the OS more readily than glibc's per-thread
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run a node (with no flags: a single node on ./data and ./meta).
     Server(ConfigArgs),
+    /// S3 load generator: PUT/GET/mixed against any S3 endpoint, printing ops/s,
+    /// throughput and latency percentiles.
+    Bench(bench::BenchArgs),
     /// Check this node's data offline (stop the server first): every chunk against its
     /// SHA-256, metadata against chunks; --repair fixes what one node can.
     Fsck(fsck::FsckArgs),
@@ -108,6 +112,7 @@ async fn run_server(args: ConfigArgs) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Server(args) => run_server(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::Fsck(args) => std::process::exit(fsck::run(args)),
     }
 }
