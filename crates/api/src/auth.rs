@@ -41,7 +41,7 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    fn check(&self, access_key: &str, secret_key: &str) -> ApiResult<()> {
+    pub(crate) fn check(&self, access_key: &str, secret_key: &str) -> ApiResult<()> {
         if !bool::from(access_key.as_bytes().ct_eq(self.access_key.as_bytes())) {
             return Err(ApiError::InvalidAccessKeyId);
         }
@@ -58,10 +58,9 @@ impl Credentials {
         Ok(mac.finalize().into_bytes().to_vec())
     }
 
-    /// A token for `access_key` valid until `expires_unix`.
-    pub fn mint_token(&self, expires_unix: u64) -> ApiResult<String> {
-        let payload = format!("{TOKEN_VERSION}:{}:{expires_unix}", self.access_key);
-        let sig = self.sign(&payload)?;
+    /// `payload` and its HMAC under the secret key, as `base64(payload).base64(mac)`.
+    pub(crate) fn seal(&self, payload: &str) -> ApiResult<String> {
+        let sig = self.sign(payload)?;
         Ok(format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload),
@@ -69,7 +68,8 @@ impl Credentials {
         ))
     }
 
-    pub fn verify_token(&self, token: &str, now_unix: u64) -> ApiResult<()> {
+    /// The payload of a token made by [`Credentials::seal`] with this secret key.
+    pub(crate) fn unseal(&self, token: &str) -> ApiResult<String> {
         let (p, s) = token.split_once('.').ok_or(ApiError::InvalidToken)?;
         let payload = URL_SAFE_NO_PAD
             .decode(p)
@@ -82,6 +82,19 @@ impl Credentials {
         if !bool::from(self.sign(&payload)?.ct_eq(&sig)) {
             return Err(ApiError::InvalidToken);
         }
+        Ok(payload)
+    }
+
+    /// A token for `access_key` valid until `expires_unix`.
+    pub fn mint_token(&self, expires_unix: u64) -> ApiResult<String> {
+        self.seal(&format!(
+            "{TOKEN_VERSION}:{}:{expires_unix}",
+            self.access_key
+        ))
+    }
+
+    pub fn verify_token(&self, token: &str, now_unix: u64) -> ApiResult<()> {
+        let payload = self.unseal(token)?;
         let mut parts = payload.splitn(3, ':');
         let (Some(TOKEN_VERSION), Some(ak), Some(exp)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -95,7 +108,7 @@ impl Credentials {
     }
 }
 
-fn now_unix(state: &ApiState) -> u64 {
+pub(crate) fn now_unix(state: &ApiState) -> u64 {
     state.service.now_ms() / 1000
 }
 
@@ -129,20 +142,24 @@ pub fn authenticate(state: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-/// Middleware: nothing behind it runs without valid credentials, except reads of
-/// objects in buckets switched to public-read.
+/// Middleware: nothing behind it runs without valid credentials (an `Authorization`
+/// header or, without one, the console's session cookie), except reads of objects in
+/// buckets switched to public-read.
 pub async fn require_auth(
     State(state): State<Arc<ApiState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    match authenticate(&state, req.headers()) {
+    let has_authorization = req.headers().contains_key(header::AUTHORIZATION);
+    let outcome = if has_authorization {
+        authenticate(&state, req.headers())
+    } else {
+        crate::console::authenticate_session(&state, req.method(), req.headers())
+            .unwrap_or(Err(ApiError::MissingCredentials))
+    };
+    match outcome {
         Ok(()) => next.run(req).await,
-        Err(_)
-            if !req.headers().contains_key(header::AUTHORIZATION) && public_read(&state, &req) =>
-        {
-            next.run(req).await
-        }
+        Err(_) if !has_authorization && public_read(&state, &req) => next.run(req).await,
         Err(e) => e.into_response(),
     }
 }
@@ -208,10 +225,10 @@ pub(crate) async fn mint_token(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn creds() -> Credentials {
+    pub(crate) fn creds() -> Credentials {
         Credentials {
             access_key: "AK".into(),
             secret_key: "SK".into(),

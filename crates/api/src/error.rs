@@ -24,6 +24,13 @@ pub enum ApiError {
     SignatureDoesNotMatch,
     #[error("the token is invalid or expired")]
     InvalidToken,
+    #[error("the console session is invalid, expired or logged out; log in again")]
+    InvalidSession,
+    #[error(
+        "requests from the console must carry the header X-BucketDB-Console: 1 \
+         (protection against cross-site request forgery)"
+    )]
+    ConsoleHeaderMissing,
     #[error("no such route")]
     NotFound,
     #[error("the method is not allowed on this resource")]
@@ -77,6 +84,8 @@ impl ApiError {
             ApiError::InvalidAccessKeyId => (S::FORBIDDEN, "InvalidAccessKeyId"),
             ApiError::SignatureDoesNotMatch => (S::FORBIDDEN, "SignatureDoesNotMatch"),
             ApiError::InvalidToken => (S::UNAUTHORIZED, "InvalidToken"),
+            ApiError::InvalidSession => (S::UNAUTHORIZED, "InvalidSession"),
+            ApiError::ConsoleHeaderMissing => (S::FORBIDDEN, "AccessDenied"),
             ApiError::NotFound => (S::NOT_FOUND, "NoSuchResource"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::NoSuchLifecycleConfiguration => {

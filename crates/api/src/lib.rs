@@ -5,12 +5,14 @@
 
 pub mod auth;
 mod body;
+pub mod console;
 pub mod error;
 mod metrics;
 mod observe;
 mod range;
 mod rest;
 pub mod s3;
+mod stats;
 mod system;
 
 use std::future::Future;
@@ -23,13 +25,15 @@ use bucketdb_object::ObjectService;
 use tokio::net::TcpListener;
 
 pub use auth::{Credentials, TOKEN_TTL_SECS};
-pub use metrics::Metrics;
+pub use metrics::{LATENCY_BUCKETS_SECS, Metrics};
 
 /// Everything a request handler can reach.
 pub struct ApiState {
     pub service: Arc<ObjectService>,
     pub credentials: Credentials,
     pub metrics: Metrics,
+    /// Console sessions logged out before they expired.
+    pub sessions: console::Sessions,
     /// False while starting up and while draining for shutdown.
     pub ready: AtomicBool,
 }
@@ -40,6 +44,7 @@ impl ApiState {
             service,
             credentials,
             metrics: Metrics::new(),
+            sessions: console::Sessions::default(),
             ready: AtomicBool::new(false),
         })
     }
@@ -60,6 +65,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             ));
     Router::new()
         .merge(system::public_routes())
+        .merge(console::public_routes())
         .merge(authed)
         .fallback(rest::not_found)
         .method_not_allowed_fallback(rest::method_not_allowed)

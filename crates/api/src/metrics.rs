@@ -1,22 +1,88 @@
 //! Prometheus metrics of one node. Each server owns its recorder (no global state), so
 //! several nodes can run in one process (tests, simulation).
 
-use std::sync::atomic::Ordering;
-
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::ApiState;
+use crate::stats::NodeStats;
 
 static META: Metadata<'static> = Metadata::new("bucketdb", metrics::Level::INFO, None);
 
-/// Latency histogram buckets, in seconds.
-const LATENCY_BUCKETS_SECS: &[f64] = &[
+/// Latency histogram buckets (upper bounds), in seconds.
+pub const LATENCY_BUCKETS_SECS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+/// The APIs whose requests are counted: the REST API (with the console) and S3.
+pub const APIS: [&str; 2] = ["rest", "s3"];
+
+/// Running totals of one API's requests, kept beside the Prometheus series (recorded by
+/// the same call) so `/stats` can report them as JSON.
+#[derive(Default)]
+struct Traffic {
+    requests: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    duration_micros: AtomicU64,
+    /// Requests per latency bucket: one per bound, then one for slower requests.
+    latency: [AtomicU64; LATENCY_BUCKETS_SECS.len() + 1],
+}
+
+/// A copy of one API's [`Traffic`] totals.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficSnapshot {
+    pub requests: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_seconds_sum: f64,
+    /// Requests per bucket of [`LATENCY_BUCKETS_SECS`] (not cumulative), then those
+    /// slower than the last bound.
+    pub latency_counts: Vec<u64>,
+}
+
+impl Traffic {
+    fn record(&self, status: u16, seconds: f64, bytes_in: u64, bytes_out: u64) {
+        let add = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
+        add(&self.requests, 1);
+        match status {
+            400..=499 => add(&self.client_errors, 1),
+            500.. => add(&self.server_errors, 1),
+            _ => 0,
+        };
+        add(&self.bytes_in, bytes_in);
+        add(&self.bytes_out, bytes_out);
+        add(&self.duration_micros, (seconds * 1e6) as u64);
+        let bucket = LATENCY_BUCKETS_SECS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BUCKETS_SECS.len());
+        if let Some(slot) = self.latency.get(bucket) {
+            add(slot, 1);
+        }
+    }
+
+    fn snapshot(&self) -> TrafficSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        TrafficSnapshot {
+            requests: load(&self.requests),
+            client_errors: load(&self.client_errors),
+            server_errors: load(&self.server_errors),
+            bytes_in: load(&self.bytes_in),
+            bytes_out: load(&self.bytes_out),
+            duration_seconds_sum: load(&self.duration_micros) as f64 / 1e6,
+            latency_counts: self.latency.iter().map(load).collect(),
+        }
+    }
+}
 
 /// The metric handles of one (api, operation, status), registered once.
 #[derive(Clone)]
@@ -32,6 +98,8 @@ pub struct Metrics {
     handle: PrometheusHandle,
     /// Bounded by the number of operations times the statuses they return.
     handles: Mutex<HashMap<(&'static str, &'static str, u16), RequestHandles>>,
+    /// Totals per API, in the order of [`APIS`].
+    traffic: [Traffic; APIS.len()],
 }
 
 impl Default for Metrics {
@@ -53,7 +121,7 @@ fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
 impl Metrics {
     pub fn new() -> Self {
         // `set_buckets` only fails on an empty list, which the constant is not.
-        let recorder = match PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS_SECS) {
+        let recorder = match PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS_SECS) {
             Ok(b) => b.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
@@ -62,7 +130,16 @@ impl Metrics {
             recorder,
             handle,
             handles: Mutex::new(HashMap::new()),
+            traffic: Default::default(),
         }
+    }
+
+    /// Request totals of each API in [`APIS`].
+    pub fn traffic(&self) -> Vec<(&'static str, TrafficSnapshot)> {
+        APIS.iter()
+            .zip(&self.traffic)
+            .map(|(api, t)| (*api, t.snapshot()))
+            .collect()
     }
 
     pub fn record_request(
@@ -88,6 +165,13 @@ impl Metrics {
         handles.duration.record(seconds);
         handles.bytes_in.increment(bytes_in);
         handles.bytes_out.increment(bytes_out);
+        if let Some(t) = APIS
+            .iter()
+            .position(|a| *a == api)
+            .and_then(|i| self.traffic.get(i))
+        {
+            t.record(status, seconds, bytes_in, bytes_out);
+        }
     }
 
     fn register_request(
@@ -128,53 +212,39 @@ impl Metrics {
 
     /// The Prometheus text exposition, with storage figures refreshed.
     pub fn render(&self, state: &ApiState) -> String {
-        let svc = &state.service;
-        let s = svc.stats();
-        let c = svc.cluster().chunk_store().stats();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        self.set_counter(
-            "bucketdb_chunk_verify_failures_total",
-            load(&c.corrupt_chunks),
-        );
-        self.set_counter("bucketdb_chunks_written_total", load(&c.chunks_written));
-        self.set_counter("bucketdb_chunks_deleted_total", load(&c.chunks_deleted));
-        self.set_counter(
-            "bucketdb_gc_chunks_deleted_total",
-            load(&s.gc_chunks_deleted),
-        );
-        self.set_counter("bucketdb_gc_runs_total", load(&s.gc_runs));
-        self.set_counter("bucketdb_gc_orphans_swept_total", load(&s.orphans_swept));
-        self.set_counter("bucketdb_lifecycle_runs_total", load(&s.lifecycle_runs));
-        self.set_counter(
-            "bucketdb_lifecycle_expired_total",
-            load(&s.lifecycle_expired),
-        );
-        self.set_counter(
-            "bucketdb_lifecycle_noncurrent_deleted_total",
-            load(&s.lifecycle_noncurrent_deleted),
-        );
-        self.set_counter(
-            "bucketdb_lifecycle_uploads_aborted_total",
-            load(&s.lifecycle_uploads_aborted),
-        );
-        let status = svc.cluster().status();
-        if let Some(node) = status.nodes.first() {
-            self.set_gauge("bucketdb_objects", node.object_count as f64);
-            self.set_gauge("bucketdb_disk_total_bytes", node.disk_total_bytes as f64);
-            self.set_gauge("bucketdb_disk_free_bytes", node.disk_free_bytes as f64);
+        let s = NodeStats::collect(state);
+        let counters = [
+            (
+                "bucketdb_chunk_verify_failures_total",
+                s.chunks.verify_failures,
+            ),
+            ("bucketdb_chunks_written_total", s.chunks.written),
+            ("bucketdb_chunks_deleted_total", s.chunks.deleted),
+            ("bucketdb_gc_chunks_deleted_total", s.gc.chunks_deleted),
+            ("bucketdb_gc_runs_total", s.gc.runs),
+            ("bucketdb_gc_orphans_swept_total", s.gc.orphans_swept),
+            ("bucketdb_uploads_abandoned_total", s.gc.uploads_abandoned),
+            ("bucketdb_lifecycle_runs_total", s.lifecycle.runs),
+            ("bucketdb_lifecycle_expired_total", s.lifecycle.expired),
+            (
+                "bucketdb_lifecycle_noncurrent_deleted_total",
+                s.lifecycle.noncurrent_deleted,
+            ),
+            (
+                "bucketdb_lifecycle_uploads_aborted_total",
+                s.lifecycle.uploads_aborted,
+            ),
+        ];
+        for (name, value) in counters {
+            self.set_counter(name, value);
         }
-        self.set_gauge(
-            "bucketdb_replication_factor",
-            status.replication_factor as f64,
-        );
-        self.set_gauge(
-            "bucketdb_ready",
-            if state.ready.load(Ordering::SeqCst) {
-                1.0
-            } else {
-                0.0
-            },
-        );
+        if let Some(disk) = &s.disk {
+            self.set_gauge("bucketdb_objects", s.objects as f64);
+            self.set_gauge("bucketdb_disk_total_bytes", disk.total_bytes as f64);
+            self.set_gauge("bucketdb_disk_free_bytes", disk.free_bytes as f64);
+        }
+        self.set_gauge("bucketdb_replication_factor", s.replication_factor as f64);
+        self.set_gauge("bucketdb_ready", if s.ready { 1.0 } else { 0.0 });
         self.handle.render()
     }
 }

@@ -55,6 +55,7 @@ pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
         ("objects", "GET") => "GetObject",
         ("objects", "HEAD") => "HeadObject",
         ("objects", "DELETE") => "DeleteObject",
+        ("versions", "POST") => "RestoreObjectVersion",
         ("versions", _) => "ListObjectVersions",
         ("versioning", "PUT") => "PutBucketVersioning",
         ("versioning", _) => "GetBucketVersioning",
@@ -76,6 +77,11 @@ pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
         ("health", _) => "Health",
         ("cluster", _) => "ClusterStatus",
         ("metrics", _) => "Metrics",
+        ("stats", _) => "NodeStats",
+        ("", "GET" | "HEAD") => "Console",
+        ("console", "POST") if path.starts_with("/console/session") => "ConsoleLogin",
+        ("console", "DELETE") if path.starts_with("/console/session") => "ConsoleLogout",
+        ("console", _) => "Console",
         _ => "Unknown",
     }
 }

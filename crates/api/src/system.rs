@@ -1,4 +1,4 @@
-//! Health, metrics, cluster status and token minting.
+//! Health, metrics, cluster status, node stats and token minting.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +24,9 @@ pub fn public_routes() -> AppRouter {
 }
 
 pub fn authed_routes() -> AppRouter {
-    Router::new().route("/cluster", get(cluster))
+    Router::new()
+        .route("/cluster", get(cluster))
+        .route("/stats", get(crate::stats::stats))
 }
 
 async fn live() -> Response {

@@ -38,12 +38,17 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(bucket_json(&b))).into_response())
 }
 
+/// `GET /buckets/:bucket`: the bucket with a summary of its settings (public read, the
+/// number of lifecycle rules), so a client learns them without a 404 for "no rules".
 pub async fn head(
     State(state): State<Arc<ApiState>>,
     BucketParam(bucket): BucketParam,
 ) -> ApiResult<Response> {
     let b = state.service.head_bucket(&bucket)?;
-    Ok(Json(bucket_json(&b)).into_response())
+    let mut body = bucket_json(&b);
+    body["publicRead"] = Value::Bool(state.service.bucket_config(&bucket)?.public_read);
+    body["lifecycleRules"] = Value::from(state.service.get_lifecycle(&bucket)?.len());
+    Ok(Json(body).into_response())
 }
 
 pub async fn delete(

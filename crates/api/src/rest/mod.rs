@@ -29,7 +29,10 @@ pub fn routes() -> Router<Arc<ApiState>> {
                 .get(buckets::head),
         )
         .route("/objects/{*path}", objects::routes())
-        .route("/versions/{*path}", get(objects::versions))
+        .route(
+            "/versions/{*path}",
+            get(objects::versions).post(objects::restore_version),
+        )
         .route(
             "/versioning/{bucket}",
             put(config::put_versioning).get(config::get_versioning),

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use bucketdb_object::{Conditions, ListQuery, ObjectRecord, PutOptions, StoredBody};
-use futures::StreamExt;
+use bucketdb_object::{BodyChecksums, Conditions, ListQuery, ObjectRecord, PutOptions, StoredBody};
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
 use super::{Query, target};
@@ -23,6 +23,8 @@ pub const VERSION_ID_HEADER: &str = "x-bucketdb-version-id";
 pub const SHA256_HEADER: &str = "x-bucketdb-sha256";
 pub const DELETE_MARKER_HEADER: &str = "x-bucketdb-delete-marker";
 const USER_META_PREFIX: &str = "x-amz-meta-";
+/// Served with every object: see [`object_headers`].
+const OBJECT_CONTENT_SECURITY_POLICY: &str = "sandbox";
 /// Suffix of the REST path that addresses an object's tags.
 const TAGS_SUFFIX: &str = "/tags";
 
@@ -137,6 +139,16 @@ fn object_headers(r: &ObjectRecord) -> ApiResult<HeaderMap> {
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(VERSION_ID_HEADER, header_value(&r.version_id)?);
     h.insert(SHA256_HEADER, header_value(&r.sha256)?);
+    // Objects share the console's origin: one opened in a browser tab (an HTML file, an
+    // SVG) runs sandboxed, in an opaque origin, so its scripts cannot act as the console.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(OBJECT_CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     for (k, v) in &r.user_meta {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(format!("{USER_META_PREFIX}{k}").as_bytes()),
@@ -357,4 +369,43 @@ pub async fn versions(State(state): State<Arc<ApiState>>, uri: Uri) -> ApiResult
         "truncated": list.truncated,
     }))
     .into_response())
+}
+
+/// `POST /versions/:bucket/:key?versionId=V`: restore version `V` by copying it (bytes,
+/// content type, metadata, standard headers, tags) to be the key's current version.
+/// `201` object JSON.
+pub async fn restore_version(State(state): State<Arc<ApiState>>, uri: Uri) -> ApiResult<Response> {
+    let t = target(&uri, "versions")?;
+    let key = t.key()?;
+    let q = Query::parse(&uri);
+    let version = q
+        .version_id()
+        .ok_or_else(|| ApiError::BadRequest("name the version to restore: ?versionId=".into()))?;
+    let reader = state
+        .service
+        .get_object(&t.bucket, key, Some(version), None, &Conditions::default())
+        .await?;
+    let src = reader.record.clone();
+    let opts = PutOptions {
+        content_type: Some(src.content_type.clone()),
+        user_meta: src.user_meta.clone(),
+        tags: src.tags.clone(),
+        headers: src.headers.clone(),
+        declared_size: Some(src.size),
+        // The bytes are the version's, so its verified checksums still hold.
+        checksums: BodyChecksums::known(src.checksums.clone()),
+        ..PutOptions::default()
+    };
+    let rec = state
+        .service
+        .put_object(
+            &t.bucket,
+            key,
+            reader.body.map_err(std::io::Error::other),
+            opts,
+        )
+        .await?;
+    let mut body = object_json(&t.bucket, &rec);
+    body["restoredFrom"] = Value::String(version.to_string());
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
