@@ -24,6 +24,16 @@ if ! command -v rclone >/dev/null || ! command -v s3cmd >/dev/null || ! command 
     echo "rclone/s3cmd/openssl missing and apt-get unavailable (not root?): their tests will be skipped"
   fi
 fi
+# Debian's chromium for the web console's browser tests (Playwright drives it; no browser
+# is downloaded). Installed when missing and we can; else those tests skip (fail in CI).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium missing and apt-get unavailable (not root?): the console's browser tests will be skipped"
+  fi
+fi
 venv=.venv
 requirements=tests/python/requirements.txt
 marker="$venv/.requirements-installed"  # a copy of the requirements last installed

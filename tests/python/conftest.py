@@ -5,6 +5,7 @@ runs on fresh temp dirs with free loopback ports (127.0.0.1:0 for both the REST 
 the S3 API); the addresses are read from what the server prints on stdout.
 """
 
+import contextlib
 import os
 import pathlib
 import queue
@@ -159,6 +160,19 @@ class Node:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def running_node(path, **kwargs):
+    """A `Node` on `path` for the length of a `with` block; it must then stop cleanly
+    (exit 0 after SIGTERM). Keyword arguments go to `Node`."""
+    n = Node(path, 1, **kwargs)
+    try:
+        yield n
+    finally:
+        if n.proc.poll() is None:
+            rc = n.stop()
+            assert rc == 0, f"bucketdb exited with {rc} after SIGTERM; log:\n{n.log_tail()}"
 
 
 # ---------------------------------------------------------------------------------------

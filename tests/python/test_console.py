@@ -1,0 +1,425 @@
+"""The web console in a real headless Chromium (Debian's `chromium`, driven by Playwright).
+
+Each test starts its own `bucketdb server` (free loopback ports, fresh directories) and
+drives the console like a person would: log in, browse, upload, download, edit. The
+page must log no errors to the browser console. A screenshot of each page goes to
+target/console-screenshots/ (test artifacts).
+
+    cargo build --bin bucketdb
+    .venv/bin/pip install -r tests/python/requirements.txt
+    .venv/bin/pytest tests/python/test_console.py
+"""
+
+import hashlib
+import os
+import pathlib
+import re
+
+import pytest
+import requests
+from conftest import REPO_ROOT, running_node
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - reported by the fixture below
+    sync_playwright = None
+
+CHROMIUM = os.environ.get("BUCKETDB_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "target" / "console-screenshots"
+ACCESS_KEY = "CONSOLETESTKEY0001"
+SECRET_KEY = "console-test-secret-0123456789abcdef"
+REQUEST_TIMEOUT = 60.0
+# Longest wait for anything on the page (a debug build on a busy machine is slow).
+UI_TIMEOUT_MS = 20_000
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+# Larger than one progress event, so the bar really moves; still quick on loopback.
+UPLOAD_BYTES = 3 * 1024 * 1024
+# The console's page size (PAGE_SIZE in objects.js).
+PAGE_SIZE = 100
+
+
+def missing(reason):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (the test script installs it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if sync_playwright is None:
+        missing("playwright is not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing(f"chromium not found at {CHROMIUM}")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def node(tmp_path, request):
+    with running_node(tmp_path, access_key=ACCESS_KEY, secret_key=SECRET_KEY) as n:
+        yield n
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"server log (tail):\n{n.log_tail()}")
+
+
+class Console:
+    """A browser tab on the node's console that records what the page logs."""
+
+    def __init__(self, browser, node, viewport=LAPTOP):
+        self.node = node
+        self.context = browser.new_context(viewport=viewport, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(UI_TIMEOUT_MS)
+        expect.set_options(timeout=UI_TIMEOUT_MS)
+        self.errors = []
+        # Responses the test provokes on purpose: (status, URL path).
+        self.expected = set()
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+    def _console(self, message):
+        if message.type != "error":
+            return
+        url = (message.location or {}).get("url", "")
+        status = re.search(r"status of (\d+)", message.text)
+        path = re.sub(r"^https?://[^/]+", "", url)
+        if status and (int(status.group(1)), path) in self.expected:
+            return
+        self.errors.append(f"{message.text} ({url})")
+
+    def close(self):
+        self.context.close()
+        assert not self.errors, f"the page logged errors: {self.errors}"
+
+    def shot(self, name, full_page=False):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+    def open(self):
+        self.page.goto(self.node.base_url + "/")
+        expect(self.page.locator("#access-key")).to_be_visible()
+
+    def login(self):
+        self.open()
+        self.page.fill("#access-key", ACCESS_KEY)
+        self.page.fill("#secret-key", SECRET_KEY)
+        self.page.click("form.login-card button[type=submit]")
+        expect(self.page.locator("#who")).to_have_text(ACCESS_KEY)
+
+    def create_bucket(self, name):
+        self.page.fill("#new-bucket", name)
+        self.page.click(".create-bucket button[type=submit]")
+        expect(self.page.locator("#breadcrumbs")).to_have_text(name)
+        expect(self.page.locator(f'#bucket-list a[data-bucket="{name}"]')).to_have_attribute("aria-current", "page")
+
+    def upload(self, path, key):
+        """Upload `path` in the current folder through the file picker; waits for 100%."""
+        self.page.set_input_files("#file-input", str(path))
+        row = self.page.locator(f'#uploads li[data-key="{key}"]').last
+        expect(row.locator("progress")).to_have_attribute("value", "100")
+        expect(row).to_have_attribute("data-state", "done")
+        expect(row.locator(".upload-percent")).to_have_text("100%")
+
+    def open_details(self, key):
+        self.page.click(f'tr[data-key="{key}"] button.link')
+        expect(self.page.locator('#object-props [data-prop="SHA-256"]')).not_to_have_text("—")
+
+    def close_dialog(self):
+        self.page.keyboard.press("Escape")
+        expect(self.page.locator("dialog[open]")).to_have_count(0)
+
+    def confirm(self):
+        self.page.locator("dialog[open] button[value=ok]").click()
+
+
+@pytest.fixture
+def console(browser, node):
+    c = Console(browser, node)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def rest(node, method, path, **kwargs):
+    r = requests.request(method, node.base_url + path, auth=(ACCESS_KEY, SECRET_KEY), timeout=REQUEST_TIMEOUT, **kwargs)
+    r.raise_for_status()
+    return r
+
+
+def write_random(path, size, seed):
+    data = hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1)
+    data = bytes(b ^ (i & 0xFF) for i, b in enumerate(data[:size]))
+    path.write_bytes(data)
+    return data
+
+
+def test_wrong_password_shows_an_error_and_logs_nobody_in(console):
+    console.expected.add((403, "/console/session"))
+    console.open()
+    console.page.fill("#access-key", ACCESS_KEY)
+    console.page.fill("#secret-key", "not-the-secret")
+    console.page.click("form.login-card button[type=submit]")
+    expect(console.page.locator("#login-error")).to_have_text("Wrong access key or secret key.")
+    expect(console.page.locator("#topbar")).to_be_hidden()
+    assert not console.context.cookies(), "a failed login sets no cookie"
+    console.shot("login-wrong-password")
+
+
+def test_login_sets_an_http_only_cookie_and_the_cluster_view_shows_the_node(console):
+    console.login()
+    [cookie] = console.context.cookies()
+    assert cookie["name"] == "bucketdb_session"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert console.page.evaluate("document.cookie") == "", "scripts cannot read the session"
+    assert console.page.evaluate("Object.keys(localStorage).length") == 0
+    assert SECRET_KEY not in console.page.url
+    console.page.click('.views a[data-view="cluster"]')
+    row = console.page.locator(f'#nodes tr[data-node="{console.node.node_id}"]')
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("active")
+    expect(row).to_contain_text("alive")
+    expect(row).to_contain_text("100%")
+    expect(console.page.locator(".cards")).to_contain_text("Ring version")
+    expect(console.page.locator(".cards")).to_contain_text("Async")
+    console.shot("cluster")
+
+
+def test_upload_folders_download_and_tags(console, tmp_path):
+    page = console.page
+    console.login()
+    console.create_bucket("photos")
+    console.shot("bucket-empty")
+
+    # A folder: "New folder" opens the (empty) prefix; an upload there creates it.
+    page.click("text=New folder")
+    page.fill("dialog[open] input", "2024")
+    console.confirm()
+    expect(page.locator("#breadcrumbs")).to_have_text(re.compile(r"photos\s*/\s*2024"))
+    source = tmp_path / "holiday.bin"
+    data = write_random(source, UPLOAD_BYTES, seed=1)
+    console.upload(source, "2024/holiday.bin")
+    expect(page.locator('tr[data-key="2024/holiday.bin"]')).to_be_visible()
+    console.shot("upload")
+
+    # Several files at once, then drag and drop.
+    many = [tmp_path / f"note-{i}.txt" for i in range(3)]
+    for i, f in enumerate(many):
+        f.write_text(f"note {i}\n")
+    page.set_input_files("#file-input", [str(f) for f in many])
+    for f in many:
+        expect(page.locator(f'#uploads li[data-key="2024/{f.name}"]')).to_have_attribute("data-state", "done")
+    drop = page.evaluate_handle(
+        "() => { const dt = new DataTransfer();"
+        " dt.items.add(new File(['dropped bytes'], 'dropped.txt', {type: 'text/plain'})); return dt; }"
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": drop})
+    expect(page.locator('#uploads li[data-key="2024/dropped.txt"]')).to_have_attribute("data-state", "done")
+    expect(page.locator('tr[data-key="2024/dropped.txt"]')).to_be_visible()
+    assert rest(console.node, "GET", "/objects/photos/2024/dropped.txt").text == "dropped bytes"
+    assert rest(console.node, "HEAD", "/objects/photos/2024/dropped.txt").headers["content-type"] == "text/plain"
+
+    # Back to the bucket root: the folder is listed; into it again.
+    page.click('#breadcrumbs a:has-text("photos")')
+    folder = page.locator('tr.folder[data-prefix="2024/"]')
+    expect(folder).to_be_visible()
+    expect(page.locator("tr.object")).to_have_count(0)
+    console.shot("browser")
+    folder.locator("a").click()
+    expect(page.locator('tr[data-key="2024/holiday.bin"]')).to_be_visible()
+
+    # Download: the same bytes.
+    with page.expect_download() as download:
+        page.click('tr[data-key="2024/holiday.bin"] a[data-action="download"]')
+    assert download.value.suggested_filename == "holiday.bin"
+    got = pathlib.Path(download.value.path()).read_bytes()
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+
+    # Details: size, SHA-256, ETag; tags edited and saved.
+    console.open_details("2024/holiday.bin")
+    props = page.locator("#object-props")
+    expect(props.locator('[data-prop="SHA-256"]')).to_have_text(hashlib.sha256(data).hexdigest())
+    expect(props.locator('[data-prop="ETag"]')).to_have_text(hashlib.md5(data).hexdigest())
+    expect(props).to_contain_text(f"{UPLOAD_BYTES:,} bytes")
+    page.click("text=Add tag")
+    page.locator("#tag-rows .tag-key").last.fill("env")
+    page.locator("#tag-rows .tag-value").last.fill("production")
+    page.click("text=Add tag")
+    page.locator("#tag-rows .tag-key").last.fill("team")
+    page.locator("#tag-rows .tag-value").last.fill("media")
+    page.click("#save-tags")
+    expect(page.locator(".notice-success").last).to_contain_text("Tags of holiday.bin saved")
+    assert rest(console.node, "GET", "/objects/photos/2024/holiday.bin?tags").json() == {"env": "production", "team": "media"}
+    console.shot("details")
+    # Removing one tag and saving leaves the other.
+    page.locator("#tag-rows .tag-row").first.locator("button").click()
+    page.click("#save-tags")
+    expect(page.locator(".notice-success").last).to_contain_text("saved")
+    assert rest(console.node, "GET", "/objects/photos/2024/holiday.bin?tags").json() == {"team": "media"}
+    console.close_dialog()
+
+    # Delete from the listing.
+    page.click('tr[data-key="2024/note-0.txt"] [data-action="delete"]')
+    console.confirm()
+    expect(page.locator('tr[data-key="2024/note-0.txt"]')).to_have_count(0)
+    r = requests.get(console.node.base_url + "/objects/photos/2024/note-0.txt", auth=(ACCESS_KEY, SECRET_KEY), timeout=REQUEST_TIMEOUT)
+    assert r.status_code == 404
+
+
+def test_versions_restore_and_delete(console, tmp_path):
+    page = console.page
+    console.login()
+    console.create_bucket("docs")
+    page.click("#bucket-settings")
+    expect(page.locator("#versioning-status")).to_have_text("Unversioned")
+    page.click("#enable-versioning")
+    expect(page.locator("#versioning-status")).to_have_text("Enabled")
+    console.shot("bucket-settings")
+    console.close_dialog()
+    expect(page.locator("#bucket-versioning")).to_have_text("versioning enabled")
+
+    first, second = tmp_path / "v1" / "report.txt", tmp_path / "v2" / "report.txt"
+    for f, text in ((first, "first draft\n"), (second, "second draft, longer\n")):
+        f.parent.mkdir()
+        f.write_text(text)
+    console.upload(first, "report.txt")
+    page.click("text=Clear finished")
+    console.upload(second, "report.txt")
+
+    console.open_details("report.txt")
+    versions = page.locator("#versions tbody tr")
+    expect(versions).to_have_count(2)
+    expect(versions.first).to_contain_text("current")
+    console.shot("versions")
+
+    # Restore the older version: it becomes a third, current version with its bytes.
+    versions.nth(1).locator('[data-action="restore"]').click()
+    expect(versions).to_have_count(3)
+    assert rest(console.node, "GET", "/objects/docs/report.txt").text == "first draft\n"
+    body = rest(console.node, "GET", "/versions/docs/report.txt").json()
+    assert [v["size"] for v in body["versions"]] == [12, 21, 12]
+
+    # Download of an older version.
+    with page.expect_download() as download:
+        versions.nth(1).locator("a").click()
+    assert pathlib.Path(download.value.path()).read_text() == "second draft, longer\n"
+
+    # Delete one version permanently.
+    versions.nth(1).locator('[data-action="delete-version"]').click()
+    console.confirm()
+    expect(versions).to_have_count(2)
+
+    # Deleting the object adds a delete marker; the versions stay.
+    page.locator("dialog[open] button:has-text('Delete')").first.click()
+    console.confirm()
+    expect(page.locator("dialog.drawer")).to_have_count(0)
+    expect(page.locator('tr[data-key="report.txt"]')).to_have_count(0)
+    body = rest(console.node, "GET", "/versions/docs/report.txt").json()
+    assert body["versions"][0]["deleteMarker"] is True
+    assert len(body["versions"]) == 3
+
+
+def test_bucket_settings_lifecycle_and_delete(console):
+    page = console.page
+    console.login()
+    console.create_bucket("logs")
+    rest(console.node, "POST", "/objects/logs/a.log", data=b"x")
+
+    page.click("#bucket-settings")
+    page.click("text=Add rule")
+    rule = page.locator("#lifecycle-rules fieldset").last
+    rule.locator('[name="id"]').fill("expire-old")
+    rule.locator('[name="prefix"]').fill("tmp/")
+    rule.locator('[name="expirationDays"]').fill("7")
+    page.click("#save-lifecycle")
+    expect(page.locator(".notice-success").last).to_contain_text("Lifecycle rules of logs saved")
+    rules = rest(console.node, "GET", "/lifecycle/logs").json()["rules"]
+    assert rules == [{"id": "expire-old", "status": "Enabled", "prefix": "tmp/", "expirationDays": 7}]
+    page.check("#public-read")
+    expect(page.locator(".notice-success").last).to_contain_text("public-read")
+    assert rest(console.node, "GET", "/acl/logs").json()["publicRead"] is True
+    console.close_dialog()
+
+    # Reopened, the settings show what was saved.
+    page.click("#bucket-settings")
+    expect(page.locator('#lifecycle-rules [name="id"]')).to_have_value("expire-old")
+    expect(page.locator("#public-read")).to_be_checked()
+
+    # A bucket with objects cannot be deleted: a clear message, nothing deleted.
+    console.expected.add((409, "/buckets/logs"))
+    page.click("#delete-bucket")
+    console.confirm()
+    expect(page.locator(".notice-error").last).to_contain_text("logs is not empty")
+    console.close_dialog()
+
+    rest(console.node, "DELETE", "/objects/logs/a.log")
+    page.click("#bucket-settings")
+    page.click("#delete-bucket")
+    console.confirm()
+    expect(page.locator(".notice-success").last).to_contain_text("Bucket logs deleted")
+    expect(page.locator('#bucket-list a[data-bucket="logs"]')).to_have_count(0)
+    assert rest(console.node, "GET", "/buckets").json()["buckets"] == []
+
+
+def test_large_bucket_pages_with_a_cursor(console):
+    page = console.page
+    with requests.Session() as s:
+        s.auth = (ACCESS_KEY, SECRET_KEY)
+        for i in range(PAGE_SIZE + 5):
+            s.post(f"{console.node.base_url}/objects/big/k{i:04d}", data=b"x", timeout=REQUEST_TIMEOUT).raise_for_status()
+    console.login()
+    page.click('#bucket-list a[data-bucket="big"]')
+    rows = page.locator("#listing tr.object")
+    expect(rows).to_have_count(PAGE_SIZE)
+    expect(page.locator("#page-prev")).to_be_disabled()
+    page.click("#page-next")
+    expect(rows).to_have_count(5)
+    expect(rows.first).to_have_attribute("data-key", f"k{PAGE_SIZE:04d}")
+    expect(page.locator("#page-next")).to_be_disabled()
+    expect(page.locator("#list-status")).to_contain_text("Page 2")
+    page.click("#page-prev")
+    expect(rows).to_have_count(PAGE_SIZE)
+    expect(rows.first).to_have_attribute("data-key", "k0000")
+
+
+def test_metrics_refresh_live(console):
+    page = console.page
+    console.login()
+    page.click('.views a[data-view="metrics"]')
+    expect(page.locator("#metrics-node")).to_have_text(console.node.node_id)
+    expect(page.locator('[data-metric="disk"] .stat-value')).to_contain_text("used")
+    # Rates need two samples: the value turns from "…" into a rate by itself.
+    expect(page.locator('[data-metric="requests"] .stat-value')).to_contain_text("req/s")
+    expect(page.locator('[data-metric="latency"] .stat-value')).to_contain_text("avg")
+    # From the third sample on, the request chart draws a line.
+    expect(page.locator('[data-metric="requests"] polyline')).to_have_count(1)
+    console.shot("metrics")
+
+
+def test_phone_layout_and_logout(browser, node):
+    phone = Console(browser, node, viewport=PHONE)
+    try:
+        phone.login()
+        phone.create_bucket("mobile")
+        rest(node, "POST", "/objects/mobile/readme.txt", data=b"hello")
+        phone.page.click('[aria-label="Refresh"]')
+        expect(phone.page.locator('tr[data-key="readme.txt"]')).to_be_visible()
+        overflow = phone.page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow}px on a phone"
+        phone.shot("phone", full_page=True)
+
+        phone.page.click("#logout")
+        expect(phone.page.locator("#login-error")).to_have_text("You are logged out.")
+        assert not phone.context.cookies(), "logout clears the cookie"
+        phone.page.reload()
+        expect(phone.page.locator("#access-key")).to_be_visible()
+        expect(phone.page.locator("#topbar")).to_be_hidden()
+        phone.shot("logged-out")
+    finally:
+        phone.close()
