@@ -118,10 +118,21 @@ async fn the_page_and_assets_need_no_credentials_and_are_locked_down() {
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{missing}");
     }
 
-    // The data behind the console is not public.
+    // The data behind the console is not public. The console's own requests get no
+    // Basic challenge (the browser would pop up its login dialog over the console's).
     for path in ["/stats", "/cluster", "/buckets"] {
         let r = s.anon(Method::GET, path).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(r.headers().contains_key("www-authenticate"));
+        let r = s
+            .anon(Method::GET, path)
+            .header(CONSOLE_HEADER, "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(!r.headers().contains_key("www-authenticate"), "{path}");
+        assert_eq!(error_code(r).await, "InvalidSession");
     }
     let r = s
         .anon(Method::GET, "/console/session")

@@ -423,3 +423,43 @@ def test_phone_layout_and_logout(browser, node):
         phone.shot("logged-out")
     finally:
         phone.close()
+
+
+def test_cluster_view_renders_many_nodes_and_data_movement(console):
+    """A cluster's status (as the cluster issue will serve it) renders every node."""
+    page = console.page
+    nodes = [
+        {"id": f"node-{i}", "address": f"10.0.0.{i}:9080", "state": state, "liveness": live,
+         "lastHeartbeatMs": 0, "diskTotalBytes": 1 << 40, "diskUsedBytes": i << 38,
+         "diskFreeBytes": (1 << 40) - (i << 38), "objectCount": 1000 * i, "ringShare": share}
+        for i, (state, live, share) in enumerate(
+            [("active", "alive", 0.4), ("joining", "alive", 0.25), ("draining", "suspect", 0.35), ("active", "down", 0.0)],
+            start=1,
+        )
+    ]
+    status = {"ringVersion": 7, "replicationFactor": 3, "configuredReplicationFactor": 3,
+              "quorumRequired": True, "replicationTimeoutMs": 10000, "nodes": nodes, "rebalancing": 0.42}
+    page.route("**/cluster", lambda route: route.fulfill(json=status))
+    console.login()
+    page.click('.views a[data-view="cluster"]')
+    expect(page.locator("#nodes tbody tr")).to_have_count(4)
+    cards = page.locator(".cards")
+    expect(cards).to_contain_text("2 / 4 alive")
+    expect(cards).to_contain_text("Quorum")
+    expect(cards).to_contain_text("waits for 2 of 3 copies")
+    expect(cards).to_contain_text("Rebalancing 42%")
+    expect(page.locator('#nodes tr[data-node="node-3"]')).to_contain_text("suspect")
+    expect(page.locator('#nodes tr[data-node="node-4"]')).to_contain_text("down")
+    console.shot("cluster-many-nodes")
+
+
+def test_an_expired_session_returns_to_the_login_form(console):
+    page = console.page
+    console.login()
+    expect(page.locator("#bucket-list")).to_contain_text("No buckets yet.")
+    # The session ends behind the page's back (expiry, logout in another tab).
+    console.context.clear_cookies()
+    console.expected.add((401, "/cluster"))
+    page.click('.views a[data-view="cluster"]')
+    expect(page.locator("#login-error")).to_have_text("Your session has expired. Please log in again.")
+    expect(page.locator("#topbar")).to_be_hidden()

@@ -150,15 +150,21 @@ fn require_console_header(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-/// Authentication by session cookie for the REST API: `None` without a cookie; an error
-/// for a bad, expired or revoked session, or for a state-changing request without the
-/// console header.
+/// Authentication by session cookie for the REST API: `None` for a request that is not
+/// the console's (no cookie, no console header); an error for a bad, expired, revoked or
+/// missing session, or for a state-changing request without the console header. (A
+/// console request without a session gets `InvalidSession`, not the `WWW-Authenticate:
+/// Basic` challenge, which would make the browser pop up its own login dialog.)
 pub fn authenticate_session(
     state: &ApiState,
     method: &Method,
     headers: &HeaderMap,
 ) -> Option<ApiResult<()>> {
-    let session = current_session(state, headers)?;
+    let Some(session) = current_session(state, headers) else {
+        return headers
+            .contains_key(CONSOLE_HEADER)
+            .then_some(Err(ApiError::InvalidSession));
+    };
     Some(session.and_then(|_| {
         if method.is_safe() {
             Ok(())
