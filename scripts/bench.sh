@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Measures a single release-build node on this machine, fsync on, with wrk (Debian
-# package `wrk`) or curl as the load generator on the same host. Every scenario starts
-# a fresh server on fresh directories and reports the server's peak RSS (VmHWM).
-# Usage: scripts/bench.sh [put4k|get4k|put100m|get100m|rss|all]
+# Measures a single release-build node on this machine, fsync on, with the load
+# generator on the same host: `bucketdb bench` for the S3 scenarios (s3-*), wrk (Debian
+# package `wrk`) or curl for the REST ones. Every scenario starts a fresh server on fresh
+# directories and reports the server's peak RSS (VmHWM).
+# Usage: scripts/bench.sh [s3-4k|s3-100m|s3-1g|put4k|get4k|put100m|get100m|rss|s3|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; }
+case $what in s3*) ;; *) command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)"; exit 1; } ;; esac
 cargo build --release --locked --quiet
-bin=$PWD/target/release/bucketdb
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/bucketdb
 work=$(mktemp -d)
 pid=
 AK=bench; SK=bench-secret-key
@@ -29,6 +30,7 @@ start_server() {
   pid=$!
   for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
   addr=$(grep -m1 -o 'http://[0-9.:]*' "$work/out")
+  s3addr=$(grep 'S3 API' "$work/out" | grep -m1 -o 'http://[0-9.:]*')
   curl -sf -u $AK:$SK -X PUT "$addr/buckets/bench" >/dev/null
 }
 
@@ -38,9 +40,28 @@ preload() {
     curl -sf -u $AK:$SK -X POST --data-binary "@$1" -o /dev/null "$addr/objects/bench/$2-{}"
 }
 
-scenario() { [ "$what" = all ] || [ "$what" = "$1" ]; }
+scenario() { [ "$what" = all ] || [ "$what" = "$1" ] || { [ "$what" = s3 ] && [[ $1 == s3-* ]]; }; }
+s3bench() { "$bin" bench --endpoint "$s3addr" --access-key $AK --secret-key $SK "$@"; }
 title() { echo; echo "### $*"; }
 
+if scenario s3-4k; then
+  title "S3: 4 KiB PUT, then GET of the 1000 keys written, 64 in flight, 20 s each"
+  start_server
+  s3bench --size 4KiB --concurrency 64 --duration 20s --op put,get
+  stop_server
+fi
+if scenario s3-100m; then
+  title "S3: 100 MiB PUT, then GET of the 10 keys written, 8 in flight, 20 s each"
+  start_server
+  s3bench --size 100MiB --concurrency 8 --duration 20s --op put,get
+  stop_server
+fi
+if scenario s3-1g; then
+  title "S3: 16 PUTs of 1 GiB at once (peak RSS)"
+  start_server
+  s3bench --size 1GiB --concurrency 16 --count 16 --op put
+  stop_server
+fi
 if scenario put4k; then
   title "4 KiB PUT, 64 connections, 20 s"
   start_server
