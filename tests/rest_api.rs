@@ -115,6 +115,45 @@ async fn tour_upload_get_head_metadata_and_multi_chunk_round_trip() {
     s.shutdown().await;
 }
 
+/// Standard headers given on upload come back on GET and HEAD; a bad Expires is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_headers_are_stored_and_returned() {
+    let s = TestServer::start().await;
+    let resp = s
+        .post("/objects/web/app.js")
+        .header("Cache-Control", "public, max-age=60")
+        .header("Content-Disposition", "inline")
+        .header("Content-Language", "de")
+        .header("Expires", "Wed, 21 Oct 2037 07:28:00 GMT")
+        .body("let x = 1;")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    for resp in [
+        s.get("/objects/web/app.js").send().await.unwrap(),
+        s.head("/objects/web/app.js").send().await.unwrap(),
+    ] {
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(header(&resp, "cache-control"), Some("public, max-age=60"));
+        assert_eq!(header(&resp, "content-disposition"), Some("inline"));
+        assert_eq!(header(&resp, "content-language"), Some("de"));
+        assert_eq!(
+            header(&resp, "expires"),
+            Some("Wed, 21 Oct 2037 07:28:00 GMT")
+        );
+    }
+    let resp = s
+        .post("/objects/web/bad.js")
+        .header("Expires", "tomorrow")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    s.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_requests_return_206_and_unsatisfiable_ranges_416() {
     let s = TestServer::start().await;

@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use bucketdb_object::{BodyChecksums, Conditions, ListQuery, ObjectRecord, PutOptions, StoredBody};
+use bucketdb_object::{
+    BodyChecksums, Conditions, ListQuery, ObjectRecord, PutOptions, StandardHeaders, StoredBody,
+};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value, json};
 
@@ -95,7 +97,39 @@ pub(crate) fn put_options(headers: &HeaderMap) -> ApiResult<PutOptions> {
         tags: Vec::new(),
         declared_size: declared_length(headers)?,
         create_bucket: true,
+        headers: standard_headers(headers)?,
         ..PutOptions::default()
+    })
+}
+
+/// `Cache-Control`, `Content-Disposition`, `Content-Encoding`, `Content-Language` and
+/// `Expires` of an upload, stored and sent back on GET/HEAD.
+fn standard_headers(headers: &HeaderMap) -> ApiResult<StandardHeaders> {
+    let text = |name: HeaderName| -> ApiResult<Option<String>> {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_string)
+                    .map_err(|_| ApiError::BadRequest(format!("header {name} is not ASCII")))
+            })
+            .transpose()
+    };
+    let expires_secs = text(header::EXPIRES)?
+        .map(|e| {
+            httpdate::parse_http_date(&e)
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                .ok_or_else(|| ApiError::BadRequest("Expires is not an HTTP date".into()))
+        })
+        .transpose()?;
+    Ok(StandardHeaders {
+        cache_control: text(header::CACHE_CONTROL)?,
+        content_disposition: text(header::CONTENT_DISPOSITION)?,
+        content_encoding: text(header::CONTENT_ENCODING)?,
+        content_language: text(header::CONTENT_LANGUAGE)?,
+        expires_secs,
     })
 }
 
@@ -139,6 +173,21 @@ fn object_headers(r: &ObjectRecord) -> ApiResult<HeaderMap> {
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(VERSION_ID_HEADER, header_value(&r.version_id)?);
     h.insert(SHA256_HEADER, header_value(&r.sha256)?);
+    let stored = [
+        (header::CACHE_CONTROL, &r.headers.cache_control),
+        (header::CONTENT_DISPOSITION, &r.headers.content_disposition),
+        (header::CONTENT_ENCODING, &r.headers.content_encoding),
+        (header::CONTENT_LANGUAGE, &r.headers.content_language),
+    ];
+    for (name, value) in stored {
+        if let Some(v) = value {
+            h.insert(name, header_value(v)?);
+        }
+    }
+    if let Some(secs) = r.headers.expires_secs.and_then(|s| u64::try_from(s).ok()) {
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        h.insert(header::EXPIRES, header_value(&httpdate::fmt_http_date(at))?);
+    }
     // Objects share the console's origin: one opened in a browser tab (an HTML file, an
     // SVG) runs sandboxed, in an opaque origin, so its scripts cannot act as the console.
     h.insert(
