@@ -13,6 +13,8 @@ use clap::Args;
 
 /// Largest configuration file read.
 const CONFIG_FILE_MAX_BYTES: u64 = 1024 * 1024;
+pub use bucketdb_cluster::membership::sign::CLUSTER_SECRET_MIN_BYTES;
+
 /// Largest replication factor accepted.
 pub const REPLICATION_FACTOR_MAX: usize = 16;
 
@@ -59,6 +61,14 @@ pub struct Config {
     pub lifecycle_interval: Duration,
     pub gc_interval: Duration,
     pub gc_grace: Duration,
+    /// Shared secret that signs node-to-node requests (never logged).
+    pub cluster_secret: Option<String>,
+    /// Start a new one-member cluster (`--bootstrap`).
+    pub bootstrap: bool,
+    /// Join the cluster through this member's HTTP address (`--join URL`).
+    pub join: Option<String>,
+    pub heartbeat_interval: Duration,
+    pub node_down_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -78,6 +88,12 @@ impl std::fmt::Debug for Config {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "cluster_secret",
+                &self.cluster_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bootstrap", &self.bootstrap)
+            .field("join", &self.join)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +121,11 @@ impl Default for Config {
             lifecycle_interval: Duration::from_secs(3600),
             gc_interval: Duration::from_secs(30),
             gc_grace: Duration::from_millis(bucketdb_object::DEFAULT_GC_GRACE_MS),
+            cluster_secret: None,
+            bootstrap: false,
+            join: None,
+            heartbeat_interval: Duration::from_secs(1),
+            node_down_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -176,6 +197,27 @@ pub struct ConfigArgs {
     /// progress before GC removes it, e.g. 15m (0s: at once) [default: 15m]
     #[arg(long, env = "BUCKETDB_GC_GRACE")]
     pub gc_grace: Option<String>,
+    /// Shared secret of the cluster; signs node-to-node requests (at least 16 bytes)
+    #[arg(long, env = "BUCKETDB_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Start a new cluster with this node as its only member (needs cluster_secret)
+    #[arg(
+        long,
+        env = "BUCKETDB_BOOTSTRAP",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub bootstrap: Option<String>,
+    /// Join a cluster through any member's HTTP API, e.g. http://10.0.0.1:9080
+    #[arg(long, env = "BUCKETDB_JOIN")]
+    pub join: Option<String>,
+    /// How often each node heartbeats every other member, e.g. 1s [default: 1s]
+    #[arg(long, env = "BUCKETDB_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<String>,
+    /// A member unanswered this long is reported down, e.g. 10s [default: 10s]
+    #[arg(long, env = "BUCKETDB_NODE_DOWN_TIMEOUT")]
+    pub node_down_timeout: Option<String>,
 }
 
 /// Parse `4MiB`, `64 KiB`, `5GB`, `1048576`: binary units (KiB, MiB, GiB, TiB and the
@@ -222,6 +264,50 @@ fn region(s: &str) -> Result<String, String> {
     }
 }
 
+/// A member's HTTP address for `--join`: `http://HOST:PORT` or `HOST:PORT`.
+fn join_url(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    if s.starts_with("https://") {
+        return Err("node-to-node traffic is plain HTTP; use http://HOST:PORT".into());
+    }
+    let hostport = s.strip_prefix("http://").unwrap_or(s);
+    let valid = hostport
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        && !hostport.contains('/');
+    if valid {
+        Ok(format!("http://{hostport}"))
+    } else {
+        Err("expected http://HOST:PORT of a cluster member".into())
+    }
+}
+
+/// Rules that span several cluster keys.
+fn cluster_checks(cfg: &Config) -> Result<(), ConfigError> {
+    if (cfg.bootstrap || cfg.join.is_some()) && cfg.cluster_secret.is_none() {
+        return Err(ConfigError::Invalid {
+            key: "cluster_secret",
+            value: String::new(),
+            reason: "--bootstrap and --join need a cluster secret (BUCKETDB_CLUSTER_SECRET)".into(),
+        });
+    }
+    if cfg.bootstrap && cfg.join.is_some() {
+        return Err(ConfigError::Invalid {
+            key: "join",
+            value: cfg.join.clone().unwrap_or_default(),
+            reason: "a node either bootstraps a cluster or joins one, not both".into(),
+        });
+    }
+    if cfg.node_down_timeout <= cfg.heartbeat_interval {
+        return Err(ConfigError::Invalid {
+            key: "node_down_timeout",
+            value: humantime::format_duration(cfg.node_down_timeout).to_string(),
+            reason: "must be longer than heartbeat_interval".into(),
+        });
+    }
+    Ok(())
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -251,6 +337,11 @@ const KEYS: &[&str] = &[
     "lifecycle_interval",
     "gc_interval",
     "gc_grace",
+    "cluster_secret",
+    "bootstrap",
+    "join",
+    "heartbeat_interval",
+    "node_down_timeout",
 ];
 
 /// A TOML file's values, as strings, by key.
@@ -422,7 +513,37 @@ impl ConfigArgs {
                 humantime::parse_duration(s).map_err(|e| e.to_string())
             })?
             .unwrap_or(d.gc_grace),
+            cluster_secret: parsed(
+                "cluster_secret",
+                pick("cluster_secret", &self.cluster_secret),
+                |s| {
+                    if s.len() < CLUSTER_SECRET_MIN_BYTES {
+                        Err(format!(
+                            "must be at least {CLUSTER_SECRET_MIN_BYTES} bytes long"
+                        ))
+                    } else {
+                        Ok(s.to_string())
+                    }
+                },
+            )?,
+            // `--bootstrap` alone means true (clap's default_missing_value).
+            bootstrap: parsed("bootstrap", pick("bootstrap", &self.bootstrap), parse_bool)?
+                .unwrap_or(d.bootstrap),
+            join: parsed("join", pick("join", &self.join), join_url)?,
+            heartbeat_interval: parsed(
+                "heartbeat_interval",
+                pick("heartbeat_interval", &self.heartbeat_interval),
+                duration,
+            )?
+            .unwrap_or(d.heartbeat_interval),
+            node_down_timeout: parsed(
+                "node_down_timeout",
+                pick("node_down_timeout", &self.node_down_timeout),
+                duration,
+            )?
+            .unwrap_or(d.node_down_timeout),
         };
+        cluster_checks(&cfg)?;
         if cfg.inline_threshold > cfg.chunk_size {
             return Err(ConfigError::Invalid {
                 key: "inline_threshold",
@@ -505,5 +626,53 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(matches!(err, ConfigError::UnknownKey(k) if k == "chunk_sise"));
+    }
+
+    #[test]
+    fn cluster_keys_are_checked_and_name_their_key() {
+        let err = |args: ConfigArgs| args.resolve().unwrap_err().to_string();
+        let join = ConfigArgs {
+            join: Some("10.0.0.1:9080".into()),
+            ..Default::default()
+        };
+        assert!(err(join.clone()).contains("cluster_secret"));
+        let cfg = ConfigArgs {
+            cluster_secret: Some("0123456789abcdef".into()),
+            heartbeat_interval: Some("250ms".into()),
+            node_down_timeout: Some("2s".into()),
+            ..join
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.join.as_deref(), Some("http://10.0.0.1:9080"));
+        assert_eq!(cfg.heartbeat_interval, Duration::from_millis(250));
+        assert_eq!(cfg.node_down_timeout, Duration::from_secs(2));
+        assert!(!cfg.bootstrap);
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
+
+        let short = ConfigArgs {
+            cluster_secret: Some("short".into()),
+            ..Default::default()
+        };
+        assert!(err(short).contains("cluster_secret"));
+        let bad_join = ConfigArgs {
+            cluster_secret: Some("0123456789abcdef".into()),
+            join: Some("http://host/path".into()),
+            ..Default::default()
+        };
+        assert!(err(bad_join).contains("`join`"));
+        let both = ConfigArgs {
+            cluster_secret: Some("0123456789abcdef".into()),
+            bootstrap: Some("true".into()),
+            join: Some("http://127.0.0.1:9080".into()),
+            ..Default::default()
+        };
+        assert!(err(both).contains("`join`"));
+        let timeouts = ConfigArgs {
+            heartbeat_interval: Some("5s".into()),
+            node_down_timeout: Some("5s".into()),
+            ..Default::default()
+        };
+        assert!(err(timeouts).contains("node_down_timeout"));
     }
 }

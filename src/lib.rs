@@ -38,4 +38,6 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] bucketdb_cluster::membership::MembershipError),
 }

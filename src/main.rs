@@ -41,7 +41,9 @@ enum Command {
 
 /// `info`, without s3s's per-request error lines: client errors are already in the
 /// request log line with their status, and server errors are logged by BucketDB itself.
-const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off";
+/// openraft: errors only, and not its replication errors: while a peer is down it
+/// logs one every retry, and the heartbeat view already reports the peer down.
+const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off,openraft=error,openraft::replication=off";
 /// Log lines waiting for the writer thread; request threads wait when it is full.
 const LOG_QUEUE_LINES: usize = 16 * 1024;
 /// The writer thread writes to stderr in batches of up to this many bytes.

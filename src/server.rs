@@ -4,12 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bucketdb_api::{ApiState, Credentials};
+use bucketdb_cluster::membership::sign::ClusterSecret;
+use bucketdb_cluster::membership::{LivenessConfig, Membership};
 use bucketdb_store::OsRandom;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{BucketDb, Config, Error, resolve_credentials};
+use crate::{BucketDb, Config, ConfigError, Error, resolve_credentials};
 
 /// Resolves once `stop` turns true (or its sender is gone).
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -33,6 +35,8 @@ pub struct RunningServer {
     serve: JoinHandle<std::io::Result<()>>,
     serve_s3: JoinHandle<std::io::Result<()>>,
     background: JoinHandle<()>,
+    /// Cluster membership and its heartbeat/readiness tasks, when in a cluster.
+    cluster: Option<(Arc<Membership>, Vec<JoinHandle<()>>)>,
 }
 
 /// Open the node and start serving on `config.http_addr` (port 0 picks a free port).
@@ -64,10 +68,27 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let serve_s3 = tokio::spawn(bucketdb_api::serve_app(
         s3_listener,
         s3_app,
-        stopped(stop_rx),
+        stopped(stop_rx.clone()),
     ));
-    state.set_ready(true);
     let node_id = db.service().cluster().node().id.clone();
+    // Joining needs the HTTP listener up (the leader replicates to us while adding us),
+    // so the cluster starts after serving began; readiness waits for membership.
+    let cluster = match start_cluster(&config, &db, &state, http_addr, stop_rx).await {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            let _ = stop.send(true);
+            let _ = drain(serve).await;
+            let _ = drain(serve_s3).await;
+            let _ = background.await;
+            if let Some(m) = db.service().cluster().membership() {
+                m.shutdown().await;
+            }
+            return Err(e);
+        }
+    };
+    if cluster.is_none() {
+        state.set_ready(true);
+    }
     tracing::info!(addr = %http_addr, node = %node_id, "serving");
     Ok(RunningServer {
         http_addr,
@@ -80,7 +101,78 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
         serve,
         serve_s3,
         background,
+        cluster,
     })
+}
+
+/// Start cluster membership when configured (`--bootstrap`, `--join`) or when this node
+/// has raft state from an earlier start; `None` for a standalone node.
+async fn start_cluster(
+    config: &Config,
+    db: &BucketDb,
+    state: &Arc<ApiState>,
+    http_addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<(Arc<Membership>, Vec<JoinHandle<()>>)>, Error> {
+    let stored = Membership::has_stored_state(&config.metadata_path);
+    if !config.bootstrap && config.join.is_none() && !stored {
+        return Ok(None);
+    }
+    let secret = config
+        .cluster_secret
+        .as_deref()
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "cluster_secret",
+            value: String::new(),
+            reason: "this node has cluster state; set BUCKETDB_CLUSTER_SECRET".into(),
+        })?;
+    let address = match &config.advertise_addr {
+        Some(a) => a.clone(),
+        None if http_addr.ip().is_unspecified() => {
+            return Err(ConfigError::Invalid {
+                key: "advertise_addr",
+                value: String::new(),
+                reason: format!(
+                    "http_addr {http_addr} listens on every interface; \
+                     set the address peers should use"
+                ),
+            }
+            .into());
+        }
+        None => http_addr.to_string(),
+    };
+    let cluster = db.service().cluster();
+    let membership = Membership::open(
+        &config.metadata_path,
+        cluster.node().id.clone(),
+        address,
+        ClusterSecret::new(secret),
+        Arc::new(bucketdb_api::transport::HttpTransport::new()),
+        LivenessConfig {
+            heartbeat_interval: config.heartbeat_interval,
+            node_down_timeout: config.node_down_timeout,
+        },
+    )
+    .await?;
+    cluster.attach_membership(membership.clone());
+    let heartbeats = membership.spawn_heartbeats(stop.clone());
+    if config.bootstrap {
+        membership
+            .bootstrap(config.replication_factor, config.quorum_required)
+            .await?;
+    } else if let Some(seed) = &config.join {
+        membership.join(seed).await?;
+    }
+    // Ready once this node is in the agreed ring: at once after bootstrap or join, later
+    // for a node restarted with state from an unfinished join.
+    let (m, st) = (membership.clone(), state.clone());
+    let ready = tokio::spawn(async move {
+        tokio::select! {
+            () = m.wait_member() => st.set_ready(true),
+            () = stopped(stop) => {}
+        }
+    });
+    Ok(Some((membership, vec![heartbeats, ready])))
 }
 
 impl RunningServer {
@@ -95,6 +187,12 @@ impl RunningServer {
         let served = drain(self.serve).await;
         let served_s3 = drain(self.serve_s3).await;
         let _ = self.background.await;
+        if let Some((membership, tasks)) = self.cluster {
+            for t in tasks {
+                let _ = t.await;
+            }
+            membership.shutdown().await;
+        }
         served?;
         served_s3?;
         Ok(())

@@ -7,6 +7,7 @@ pub mod auth;
 mod body;
 pub mod console;
 pub mod error;
+mod internal;
 mod metrics;
 mod observe;
 mod range;
@@ -14,6 +15,7 @@ mod rest;
 pub mod s3;
 mod stats;
 mod system;
+pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,6 +68,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .merge(system::public_routes())
         .merge(console::public_routes())
+        // Node-to-node routes authenticate with the cluster signature, not root keys.
+        .merge(internal::routes())
         .merge(authed)
         .fallback(rest::not_found)
         .method_not_allowed_fallback(rest::method_not_allowed)

@@ -1,18 +1,22 @@
 //! The cluster layer: where an object's chunks and records live and how many copies are
-//! kept. This build runs a single-node "cluster" (replication 1): every placement resolves
-//! to the local store. The object service only talks to [`Cluster`], so replication,
-//! quorum and repair slot in here without touching the layers above.
+//! kept. Nodes form a cluster whose ring configuration is agreed by raft ([`membership`]),
+//! but every placement still resolves to the local store (no replication yet). The object
+//! service only talks to [`Cluster`], so replication, quorum and repair slot in here
+//! without touching the layers above.
 
+pub mod membership;
 pub mod ring;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bucketdb_store::chunks::BucketHash;
 use bucketdb_store::{ChunkId, ChunkRef, ChunkStore, Clock, Meta, StoreError, Table};
 use bytes::Bytes;
 use serde::Serialize;
+
+use membership::Membership;
 
 /// Errors of the cluster layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,9 @@ pub struct Cluster {
     config: ReplicationConfig,
     quorum: AtomicBool,
     storage_path: PathBuf,
+    /// Set when the node runs in a cluster (`--bootstrap`, `--join` or stored raft
+    /// state); `None` for a standalone node.
+    membership: OnceLock<Arc<Membership>>,
 }
 
 impl Cluster {
@@ -95,7 +102,18 @@ impl Cluster {
             clock,
             config,
             storage_path,
+            membership: OnceLock::new(),
         }
+    }
+
+    /// Make this node part of a cluster (once, at startup).
+    pub fn attach_membership(&self, membership: Arc<Membership>) {
+        let _ = self.membership.set(membership);
+    }
+
+    /// The node's cluster membership, if it runs in a cluster.
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.get()
     }
 
     pub fn node(&self) -> &NodeInfo {
@@ -170,6 +188,9 @@ impl Cluster {
             .read()
             .and_then(|r| r.count(Table::Current))
             .unwrap_or(0);
+        if let Some(m) = self.membership.get() {
+            return self.cluster_status(m, total, free, object_count);
+        }
         ClusterStatus {
             ring_version: 1,
             replication_factor: self.replication_factor(),
@@ -188,6 +209,49 @@ impl Cluster {
                 object_count,
                 ring_share: 1.0,
             }],
+            rebalancing: None,
+        }
+    }
+
+    /// `/cluster` from the agreed ring and this node's liveness view. Disk and object
+    /// figures are known for this node only (peers report theirs once data moves).
+    fn cluster_status(
+        &self,
+        m: &Membership,
+        total: u64,
+        free: u64,
+        object_count: u64,
+    ) -> ClusterStatus {
+        let ring = m.ring();
+        let shares = ring.ring_shares();
+        let ring_members = ring.ring_members().len();
+        let nodes = ring
+            .members
+            .values()
+            .map(|member| {
+                let (liveness, last_heartbeat_ms) = m.liveness_of(&member.id);
+                let me = member.id == self.node.id;
+                NodeStatus {
+                    id: member.id.clone(),
+                    address: member.address.clone(),
+                    state: member.state.as_str(),
+                    liveness: liveness.as_str(),
+                    last_heartbeat_ms,
+                    disk_total_bytes: if me { total } else { 0 },
+                    disk_used_bytes: if me { total.saturating_sub(free) } else { 0 },
+                    disk_free_bytes: if me { free } else { 0 },
+                    object_count: if me { object_count } else { 0 },
+                    ring_share: shares.get(&member.id).copied().unwrap_or(0.0),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            ring_version: ring.ring_version,
+            replication_factor: ring.replication_factor.clamp(1, ring_members.max(1)),
+            configured_replication_factor: ring.replication_factor,
+            quorum_required: self.quorum_required(),
+            replication_timeout_ms: self.config.replication_timeout_ms,
+            nodes,
             rebalancing: None,
         }
     }

@@ -1,0 +1,122 @@
+//! `/internal/*`: node-to-node routes (raft RPCs, joins, heartbeats). Every request must
+//! carry a valid cluster signature (see `bucketdb_cluster::membership::sign`); nothing
+//! here is reachable with the root credentials or without a cluster.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use bucketdb_cluster::membership::network::{
+    MAX_INTERNAL_BODY_BYTES, PATH_HEARTBEAT, PATH_JOIN, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT,
+    PATH_RAFT_VOTE, PeerError,
+};
+use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
+use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError};
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use crate::ApiState;
+
+pub fn routes() -> Router<Arc<ApiState>> {
+    Router::new().route("/internal/{*rest}", any(internal))
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": {"code": code, "message": message.to_string()}}).to_string(),
+    )
+        .into_response()
+}
+
+fn json_bytes(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn membership_error(e: &MembershipError) -> Response {
+    let (status, code) = match e {
+        MembershipError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        MembershipError::NoLeader => (StatusCode::SERVICE_UNAVAILABLE, "NoLeader"),
+        MembershipError::Refused(_) => (StatusCode::CONFLICT, "Refused"),
+        MembershipError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),
+        MembershipError::Peer(PeerError::Unauthorized { .. }) => {
+            (StatusCode::BAD_GATEWAY, "PeerRefusedSignature")
+        }
+        MembershipError::Peer(_) => (StatusCode::BAD_GATEWAY, "PeerUnavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "internal request failed");
+    }
+    error(status, code, e)
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response {
+    let Some(membership) = state.service.cluster().membership().cloned() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "ClusterDisabled",
+            "this node is not part of a cluster",
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let body = match http_body_util::Limited::new(body, MAX_INTERNAL_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BodyTooLarge",
+                format!("internal request bodies are limited to {MAX_INTERNAL_BODY_BYTES} bytes"),
+            );
+        }
+    };
+    if let Err(e) = membership.verify(
+        parts.method.as_str(),
+        &path,
+        header_str(&parts.headers, HEADER_DATE),
+        header_str(&parts.headers, HEADER_SIGNATURE),
+        &body,
+    ) {
+        return error(StatusCode::UNAUTHORIZED, "InvalidClusterSignature", e);
+    }
+    if parts.method != axum::http::Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "internal routes take POST",
+        );
+    }
+    let result = match path.as_str() {
+        PATH_RAFT_APPEND => membership.raft_append(&body).await,
+        PATH_RAFT_VOTE => membership.raft_vote(&body).await,
+        PATH_RAFT_SNAPSHOT => membership.raft_snapshot(&body).await,
+        PATH_HEARTBEAT => match serde_json::from_slice::<Heartbeat>(&body) {
+            Ok(hb) => serde_json::to_vec(&membership.handle_heartbeat(&hb))
+                .map_err(|e| MembershipError::Raft(e.to_string())),
+            Err(e) => Err(MembershipError::BadRequest(e.to_string())),
+        },
+        PATH_JOIN => match serde_json::from_slice::<JoinRequest>(&body) {
+            Ok(req) => membership.handle_join(req).await.and_then(|r| {
+                serde_json::to_vec(&r).map_err(|e| MembershipError::Raft(e.to_string()))
+            }),
+            Err(e) => Err(MembershipError::BadRequest(e.to_string())),
+        },
+        _ => return error(StatusCode::NOT_FOUND, "NotFound", "no such internal route"),
+    };
+    match result {
+        Ok(bytes) => json_bytes(bytes),
+        Err(e) => membership_error(&e),
+    }
+}

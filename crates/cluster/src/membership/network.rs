@@ -1,0 +1,235 @@
+//! Node-to-node calls: the [`Transport`] seam (HTTP in the server, anything in tests),
+//! the signing [`PeerClient`] on top of it, and openraft's network over that client.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{
+    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{RaftNetwork, RaftNetworkFactory};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::raft_store::{NodeId, PeerNode, TypeConfig};
+use super::sign::ClusterSecret;
+
+/// Largest `/internal/*` request or response body. Raft entries hold ring commands and
+/// snapshots hold the ring configuration: kilobytes; this leaves ample room.
+pub const MAX_INTERNAL_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Snapshots are sent in chunks of at most this many bytes.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+pub const PATH_RAFT_APPEND: &str = "/internal/raft/append";
+pub const PATH_RAFT_VOTE: &str = "/internal/raft/vote";
+pub const PATH_RAFT_SNAPSHOT: &str = "/internal/raft/snapshot";
+pub const PATH_HEARTBEAT: &str = "/internal/heartbeat";
+pub const PATH_JOIN: &str = "/internal/join";
+
+/// Why a call to a peer failed below HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Could not connect (refused, timed out): the peer is probably down.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable { address: String, reason: String },
+    /// Connected, but the exchange failed (reset, body too large, ...).
+    #[error("call to {address} failed: {reason}")]
+    Failed { address: String, reason: String },
+}
+
+/// A peer's HTTP answer.
+pub struct TransportResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Sends one `POST` to a peer. The cluster layer owns this seam so a simulated network
+/// can replace HTTP; the server implements it with an HTTP client.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// POST `body` to `path` on `address` (`HOST:PORT` or `http://HOST:PORT`) with
+    /// `headers`, giving up after `timeout`. Response bodies over
+    /// [`MAX_INTERNAL_BODY_BYTES`] fail.
+    async fn post(
+        &self,
+        address: &str,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<TransportResponse, TransportError>;
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The peer refused our signature: the cluster secrets differ.
+    #[error(
+        "{address} refused this node's signature (is the cluster secret the same on every node?): {message}"
+    )]
+    Unauthorized { address: String, message: String },
+    #[error("{address} answered {status}: {message}")]
+    Status {
+        address: String,
+        status: u16,
+        message: String,
+    },
+    #[error("bad message from {address}: {reason}")]
+    Codec { address: String, reason: String },
+}
+
+/// Signs and sends JSON calls to peers.
+#[derive(Clone)]
+pub struct PeerClient {
+    node_id: String,
+    secret: ClusterSecret,
+    transport: Arc<dyn Transport>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl PeerClient {
+    pub fn new(node_id: String, secret: ClusterSecret, transport: Arc<dyn Transport>) -> Self {
+        PeerClient {
+            node_id,
+            secret,
+            transport,
+        }
+    }
+
+    /// POST `req` as JSON to `path` on `address` and decode the JSON answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let codec = |e: serde_json::Error| PeerError::Codec {
+            address: address.to_string(),
+            reason: e.to_string(),
+        };
+        let body = serde_json::to_vec(req).map_err(codec)?;
+        let headers = self
+            .secret
+            .sign(&self.node_id, "POST", path, unix_now(), &body);
+        let resp = self
+            .transport
+            .post(address, path, headers, body, timeout)
+            .await?;
+        let message = || {
+            serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .ok()
+                .and_then(|v| {
+                    // REST errors are `{"error": {"code", "message"}}`.
+                    v.pointer("/error/message")
+                        .and_then(|m| m.as_str())
+                        .map(String::from)
+                })
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&resp.body)
+                        .chars()
+                        .take(200)
+                        .collect()
+                })
+        };
+        match resp.status {
+            200..=299 => serde_json::from_slice(&resp.body).map_err(codec),
+            401 | 403 => Err(PeerError::Unauthorized {
+                address: address.to_string(),
+                message: message(),
+            }),
+            status => Err(PeerError::Status {
+                address: address.to_string(),
+                status,
+                message: message(),
+            }),
+        }
+    }
+}
+
+/// Builds openraft's per-peer clients.
+pub struct NetworkFactory {
+    pub client: PeerClient,
+}
+
+pub struct Network {
+    client: PeerClient,
+    target: NodeId,
+    address: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> Network {
+        Network {
+            client: self.client.clone(),
+            target,
+            address: node.address.clone(),
+        }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>;
+
+impl Network {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<Resp, RaftError<NodeId, E>> = self
+            .client
+            .call(&self.address, path, req, option.hard_ttl())
+            .await
+            .map_err(|e| match &e {
+                PeerError::Transport(TransportError::Unreachable { .. }) => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Network {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
+        self.rpc(PATH_RAFT_APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.rpc(PATH_RAFT_SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, Infallible> {
+        self.rpc(PATH_RAFT_VOTE, &rpc, &option).await
+    }
+}

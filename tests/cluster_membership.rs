@@ -1,0 +1,376 @@
+//! Cluster membership with real processes on loopback: bootstrap, join (directly and
+//! through a follower), every node agreeing on the ring, kill -9 and liveness, restart
+//! without re-joining, a wrong cluster secret, unsigned internal requests, and a full
+//! restart remembering the membership (raft state on disk).
+//!
+//! Nothing sleeps to synchronise: every wait polls with a deadline.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ACCESS_KEY: &str = "BKCLUSTERTEST0001";
+const SECRET_KEY: &str = "ClusterTestSecretKey0123456789abcdefghij";
+const CLUSTER_SECRET: &str = "cluster-membership-test-secret-0123";
+/// Small liveness timings so the test stays short.
+const HEARTBEAT: &str = "200ms";
+const NODE_DOWN_TIMEOUT: &str = "2s";
+/// Longest wait for anything (a start, a join, a liveness change).
+const DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A free loopback port: bind port 0, note the port, release it. Nodes keep the same
+/// port across restarts (their address is part of the agreed ring).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+struct Node {
+    name: &'static str,
+    root: PathBuf,
+    http_port: u16,
+    s3_port: u16,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl Node {
+    fn new(root: &Path, name: &'static str) -> Node {
+        Node {
+            name,
+            root: root.join(name),
+            http_port: free_port(),
+            s3_port: free_port(),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.join(format!("log-{}.txt", self.starts))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn start(&mut self, secret: &str, extra: &[&str]) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        self.starts += 1;
+        std::fs::create_dir_all(&self.root).expect("node dir");
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketdb"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("BUCKETDB_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("server")
+            .arg("--storage-path")
+            .arg(self.root.join("data"))
+            .arg("--metadata-path")
+            .arg(self.root.join("meta"))
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--s3-addr", &format!("127.0.0.1:{}", self.s3_port)])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args(["--heartbeat-interval", HEARTBEAT])
+            .args(["--node-down-timeout", NODE_DOWN_TIMEOUT])
+            .args(extra)
+            .env("BUCKETDB_CLUSTER_SECRET", secret)
+            .env("BUCKETDB_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        self.child = Some(cmd.spawn().expect("spawning bucketdb"));
+    }
+
+    /// SIGKILL and reap.
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(status.success(), "{} exited with {status}", self.name);
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("{} did not stop; log:\n{}", self.name, self.log());
+                }
+            }
+        }
+    }
+
+    /// The exit status, once the process has exited by itself (with a deadline).
+    fn wait_exit(&mut self) -> ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit; log:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+async fn cluster(c: &reqwest::Client, n: &Node) -> Option<Value> {
+    let resp = c
+        .get(n.url("/cluster"))
+        .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+async fn ready(c: &reqwest::Client, n: &Node) -> bool {
+    matches!(c.get(n.url("/health/ready")).send().await, Ok(r) if r.status() == 200)
+}
+
+/// Poll `f` until it returns `Some`, or fail after [`DEADLINE`] with `what`.
+async fn eventually<T, F, Fut>(what: &str, nodes: &[&Node], mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- {} ---\n{}", n.name, n.log()))
+                .collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Each member's liveness in `status`, by address port.
+fn liveness_of(status: &Value, port: u16) -> Option<String> {
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["address"].as_str() == Some(&format!("127.0.0.1:{port}")))
+        .and_then(|n| n["liveness"].as_str().map(String::from))
+}
+
+/// The ring version when `nodes` all report the same 3 active members, all alive.
+async fn agreed_ring(c: &reqwest::Client, nodes: &[&Node]) -> Option<u64> {
+    let mut version = None;
+    for n in nodes {
+        let s = cluster(c, n).await?;
+        let members = s["nodes"].as_array()?;
+        if members.len() != nodes.len()
+            || members
+                .iter()
+                .any(|m| m["state"] != "active" || m["liveness"] != "alive")
+        {
+            return None;
+        }
+        let v = s["ringVersion"].as_u64()?;
+        if version.is_some_and(|x| x != v) {
+            return None;
+        }
+        version = Some(v);
+    }
+    version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_form_a_cluster_that_survives_kills_and_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = client();
+    let mut a = Node::new(dir.path(), "a");
+    let mut b = Node::new(dir.path(), "b");
+    let mut cc = Node::new(dir.path(), "c");
+    let join_a = a.url("");
+    let join_b = b.url("");
+
+    a.start(CLUSTER_SECRET, &["--bootstrap"]);
+    eventually("a ready", &[&a], || async {
+        ready(&c, &a).await.then_some(())
+    })
+    .await;
+    b.start(CLUSTER_SECRET, &["--join", &join_a]);
+    // c joins through b, a follower: the join is forwarded to the leader.
+    cc.start(CLUSTER_SECRET, &["--join", &join_b]);
+    let all = [&a, &b, &cc];
+    eventually("b and c ready", &all, || async {
+        (ready(&c, &b).await && ready(&c, &cc).await).then_some(())
+    })
+    .await;
+    let version = eventually("3 members, one ring version", &all, || {
+        agreed_ring(&c, &all)
+    })
+    .await;
+    let status = cluster(&c, &a).await.expect("status");
+    let shares: f64 = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["ringShare"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-6, "ring shares sum to {shares}");
+
+    // Unsigned and badly signed node-to-node requests are refused.
+    let unsigned = c
+        .post(a.url("/internal/heartbeat"))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unsigned.status(), 401);
+    let body: Value = unsigned.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "InvalidClusterSignature");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let forged = c
+        .post(a.url("/internal/join"))
+        .header("x-bucketdb-node", "intruder")
+        .header("x-bucketdb-date", now.to_string())
+        .header("x-bucketdb-signature", "00".repeat(32))
+        .body(r#"{"id":"intruder","address":"127.0.0.1:1"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(forged.status(), 401);
+    // The root credentials do not open internal routes either.
+    let with_root = c
+        .post(a.url("/internal/raft/vote"))
+        .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(with_root.status(), 401);
+
+    // A node with the wrong cluster secret cannot join: it exits non-zero, saying why.
+    let mut intruder = Node::new(dir.path(), "intruder");
+    intruder.start("a-different-cluster-secret-000", &["--join", &join_a]);
+    let status = intruder.wait_exit();
+    assert!(!status.success(), "joining with a wrong secret must fail");
+    let log = intruder.log();
+    assert!(log.contains("cluster secret"), "log:\n{log}");
+    assert_eq!(
+        agreed_ring(&c, &all).await,
+        Some(version),
+        "the ring is unchanged"
+    );
+
+    // kill -9 c: a and b report it down after node_down_timeout.
+    cc.kill_9();
+    let c_port = cc.http_port;
+    for n in [&a, &b] {
+        eventually("c down", &[&a, &b], || async {
+            let s = cluster(&c, n).await?;
+            (liveness_of(&s, c_port)? == "down").then_some(())
+        })
+        .await;
+    }
+
+    // Restart c on the same directories without --join: it resumes from its raft state.
+    cc.start(CLUSTER_SECRET, &[]);
+    let all = [&a, &b, &cc];
+    eventually("c ready again", &all, || async {
+        ready(&c, &cc).await.then_some(())
+    })
+    .await;
+    let again = eventually("c alive again", &all, || agreed_ring(&c, &all)).await;
+    assert_eq!(again, version, "no re-join: the ring did not change");
+
+    // Restart everything: the membership is remembered.
+    for n in [&mut a, &mut b, &mut cc] {
+        n.stop();
+    }
+    a.start(CLUSTER_SECRET, &["--bootstrap"]);
+    b.start(CLUSTER_SECRET, &["--join", &join_a]);
+    cc.start(CLUSTER_SECRET, &[]);
+    let all = [&a, &b, &cc];
+    let after = eventually("the cluster after a full restart", &all, || {
+        agreed_ring(&c, &all)
+    })
+    .await;
+    assert_eq!(after, version, "the same ring after a full restart");
+    for n in [&mut a, &mut b, &mut cc] {
+        n.stop();
+    }
+}
+
+#[tokio::test]
+async fn a_standalone_node_refuses_internal_routes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut n = Node::new(dir.path(), "solo");
+    n.start(CLUSTER_SECRET, &[]);
+    let c = client();
+    eventually("ready", &[&n], || async {
+        ready(&c, &n).await.then_some(())
+    })
+    .await;
+    let resp = c
+        .post(n.url("/internal/heartbeat"))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 403);
+    let status = cluster(&c, &n).await.expect("status");
+    assert_eq!(status["nodes"].as_array().map(Vec::len), Some(1));
+    n.stop();
+}
