@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod bench;
+mod cluster_cli;
 mod fsck;
 
 /// mimalloc returns freed chunk buffers to the OS more readily than glibc's per-thread
@@ -37,6 +38,8 @@ enum Command {
     /// Check this node's data offline (stop the server first): every chunk against its
     /// SHA-256, metadata against chunks; --repair fixes what one node can.
     Fsck(fsck::FsckArgs),
+    /// Show the cluster through a node's REST API: `status` or `nodes`.
+    Cluster(cluster_cli::ClusterArgs),
 }
 
 /// `info`, without s3s's per-request error lines: client errors are already in the
@@ -116,5 +119,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Server(args) => run_server(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Fsck(args) => std::process::exit(fsck::run(args)),
+        Command::Cluster(args) => cluster_cli::run(args).await,
     }
 }

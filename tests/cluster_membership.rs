@@ -267,6 +267,28 @@ async fn nodes_form_a_cluster_that_survives_kills_and_restarts() {
         .sum();
     assert!((shares - 1.0).abs() < 1e-6, "ring shares sum to {shares}");
 
+    // The CLI shows the same through any node's REST API.
+    let out = Command::new(env!("CARGO_BIN_EXE_bucketdb"))
+        .args(["cluster", "nodes", "--endpoint", &b.url("")])
+        .env("BUCKETDB_ACCESS_KEY", ACCESS_KEY)
+        .env("BUCKETDB_SECRET_KEY", SECRET_KEY)
+        .output()
+        .expect("running bucketdb cluster nodes");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" active ")).count(),
+        3,
+        "{table}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_bucketdb"))
+        .args(["cluster", "status", "--json", "--endpoint", &cc.url("")])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .output()
+        .expect("running bucketdb cluster status");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(json["ringVersion"].as_u64(), Some(version));
+
     // Unsigned and badly signed node-to-node requests are refused.
     let unsigned = c
         .post(a.url("/internal/heartbeat"))
@@ -348,6 +370,15 @@ async fn nodes_form_a_cluster_that_survives_kills_and_restarts() {
     })
     .await;
     assert_eq!(after, version, "the same ring after a full restart");
+    // ... and the restarted group elects a leader that every node knows.
+    eventually("a leader after the restart", &all, || async {
+        let mut leaders = Vec::new();
+        for n in all {
+            leaders.push(cluster(&c, n).await?["leader"].as_str()?.to_string());
+        }
+        leaders.windows(2).all(|w| w[0] == w[1]).then_some(())
+    })
+    .await;
     for n in [&mut a, &mut b, &mut cc] {
         n.stop();
     }
@@ -373,4 +404,22 @@ async fn a_standalone_node_refuses_internal_routes() {
     let status = cluster(&c, &n).await.expect("status");
     assert_eq!(status["nodes"].as_array().map(Vec::len), Some(1));
     n.stop();
+}
+
+#[tokio::test]
+async fn a_joining_node_is_not_ready_until_it_is_a_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on the seed's port, so the join keeps retrying.
+    let seed = format!("http://127.0.0.1:{}", free_port());
+    let mut n = Node::new(dir.path(), "joiner");
+    n.start(CLUSTER_SECRET, &["--join", &seed]);
+    let c = client();
+    eventually("live", &[&n], || async {
+        let r = c.get(n.url("/health/live")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let r = c.get(n.url("/health/ready")).send().await.expect("ready");
+    assert_eq!(r.status(), 503);
+    n.kill_9();
 }

@@ -68,6 +68,10 @@ pub struct ClusterStatus {
     pub quorum_required: bool,
     pub replication_timeout_ms: u64,
     pub nodes: Vec<NodeStatus>,
+    /// The raft leader's node id as this node knows it (absent on a standalone node, or
+    /// while an election is running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     /// Data movement after a topology change; `None` when nothing is moving.
     pub rebalancing: Option<f64>,
 }
@@ -209,6 +213,7 @@ impl Cluster {
                 object_count,
                 ring_share: 1.0,
             }],
+            leader: None,
             rebalancing: None,
         }
     }
@@ -252,6 +257,7 @@ impl Cluster {
             quorum_required: self.quorum_required(),
             replication_timeout_ms: self.config.replication_timeout_ms,
             nodes,
+            leader: m.leader(),
             rebalancing: None,
         }
     }
