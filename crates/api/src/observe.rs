@@ -78,6 +78,7 @@ pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
         ("cluster", _) => "ClusterStatus",
         ("metrics", _) => "Metrics",
         ("stats", _) => "NodeStats",
+        ("internal", _) => "Internal",
         ("", "GET" | "HEAD") => "Console",
         ("console", "POST") if path.starts_with("/console/session") => "ConsoleLogin",
         ("console", "DELETE") if path.starts_with("/console/session") => "ConsoleLogout",
@@ -135,7 +136,10 @@ async fn observe_as(
     state
         .metrics
         .record_request(api, op, status, elapsed.as_secs_f64(), bytes_in, bytes_out);
-    if op != "Health" && op != "Metrics" {
+    // Node-to-node traffic (raft, heartbeats: several a second) is logged only when it
+    // fails; its volume shows in the metrics.
+    let routine = op == "Health" || op == "Metrics" || (op == "Internal" && status < 400);
+    if !routine {
         tracing::info!(
             target: "bucketdb::request",
             trace_id = %id,
