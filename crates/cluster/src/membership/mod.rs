@@ -45,6 +45,9 @@ const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(200);
 const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Longest a join request may take (learner catch-up, promotion, two ring commands).
 pub const JOIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Callers (the joining node, a forwarding follower) wait a little longer than the
+/// leader works on a join, so they receive its answer rather than their own timeout.
+const JOIN_CALL_TIMEOUT: Duration = Duration::from_secs(35);
 /// Longest wait for this node to become leader after `--bootstrap`, or to see itself in
 /// the ring after a join was accepted.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -344,7 +347,7 @@ impl Membership {
             attempt += 1;
             let res: Result<JoinResponse, MembershipError> = self
                 .client
-                .call(seed, PATH_JOIN, &req, JOIN_REQUEST_TIMEOUT)
+                .call(seed, PATH_JOIN, &req, JOIN_CALL_TIMEOUT)
                 .await
                 .map_err(MembershipError::from);
             match res {
@@ -428,9 +431,18 @@ impl Membership {
             };
             return Ok(self
                 .client
-                .call(&address, PATH_JOIN, &forwarded, JOIN_REQUEST_TIMEOUT)
+                .call(&address, PATH_JOIN, &forwarded, JOIN_CALL_TIMEOUT)
                 .await?);
         }
+        // Bounded: a joiner whose address the leader cannot reach would otherwise hold
+        // the join lock forever (raft waits for a learner to catch up).
+        tokio::time::timeout(JOIN_REQUEST_TIMEOUT, self.add_member(req))
+            .await
+            .map_err(|_| MembershipError::Timeout("adding the member".into()))?
+    }
+
+    /// The leader's part of a join, one at a time.
+    async fn add_member(&self, req: JoinRequest) -> Result<JoinResponse, MembershipError> {
         let _one_at_a_time = self.join_lock.lock().await;
         let rid = raft_id_of(&req.id);
         let node = PeerNode {
