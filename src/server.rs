@@ -42,6 +42,7 @@ pub struct RunningServer {
 /// Open the node and start serving on `config.http_addr` (port 0 picks a free port).
 pub async fn start(config: Config) -> Result<RunningServer, Error> {
     let db = BucketDb::open(&config)?;
+    db.service().init_usage().await?;
     let (credentials, generated) = resolve_credentials(&config, &OsRandom)?;
     let state = ApiState::new(db.service().clone(), credentials.clone());
     let listener = TcpListener::bind(config.http_addr).await?;

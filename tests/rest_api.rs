@@ -840,6 +840,12 @@ async fn health_cluster_and_metrics_report_the_node() {
     );
     assert_eq!(puts_after - puts_before, 3.0, "{text}");
     assert_eq!(
+        metric_sum(&text, "bucketdb_stored_bytes", &[]),
+        12.0,
+        "{text}"
+    );
+    assert_eq!(metric_sum(&text, "bucketdb_objects", &[]), 3.0, "{text}");
+    assert_eq!(
         metric_sum(
             &text,
             "bucketdb_requests_total",

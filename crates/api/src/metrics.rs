@@ -240,6 +240,7 @@ impl Metrics {
         }
         if let Some(disk) = &s.disk {
             self.set_gauge("bucketdb_objects", s.objects as f64);
+            self.set_gauge("bucketdb_stored_bytes", s.stored_bytes as f64);
             self.set_gauge("bucketdb_disk_total_bytes", disk.total_bytes as f64);
             self.set_gauge("bucketdb_disk_free_bytes", disk.free_bytes as f64);
         }

@@ -62,6 +62,8 @@ pub struct NodeStats {
     /// `None` if this node is missing from the cluster status.
     pub disk: Option<Disk>,
     pub objects: u64,
+    /// Bytes of every stored version (what users store, before chunking).
+    pub stored_bytes: u64,
     /// Upper bounds of the buckets of each API's `latencyCounts`.
     pub latency_bounds_secs: &'static [f64],
     /// Request totals by API (`rest`, `s3`).
@@ -90,6 +92,7 @@ impl NodeStats {
                 free_bytes: n.disk_free_bytes,
             }),
             objects: me.map_or(0, |n| n.object_count),
+            stored_bytes: svc.stored_bytes().unwrap_or(0),
             latency_bounds_secs: &LATENCY_BUCKETS_SECS,
             requests: state.metrics.traffic().into_iter().collect(),
             chunks: Chunks {

@@ -17,6 +17,7 @@ pub mod names;
 mod put;
 mod refs;
 mod tags;
+mod usage;
 mod versions;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::list::{Listing, Step, check_list_args};
 use crate::refs::{add_refs, release_refs};
+use crate::usage::count_version;
 
 /// Most versions returned by one listing.
 pub const MAX_VERSIONS_LISTED: usize = 1000;
@@ -116,6 +117,7 @@ fn remove_version_entry(
 ) -> Result<bool> {
     kv.delete(Table::Versions, vkey)?;
     kv.delete(Table::Inline, vkey)?;
+    count_version(kv, rec, false)?;
     Ok(release_refs(kv, rec.chunks(), now_ms)?)
 }
 
@@ -183,6 +185,7 @@ impl ObjectService {
             kv.put(Table::Inline, &vkey, data)?;
         }
         add_refs(kv, rec.chunks())?;
+        count_version(kv, &rec, true)?;
         let ok = object_key(b, &key);
         if rec.delete_marker {
             kv.delete(Table::Current, &ok)?;

@@ -2427,3 +2427,49 @@ async fn lifecycle_never_expires_a_write_that_landed_during_the_pass() {
         assert_eq!(env.get("bkt", k, None).await, b"new", "{k}");
     }
 }
+
+/// The stored-bytes total follows every version written and removed, and a store without
+/// one (written before it was kept) gets it added up at startup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_bytes_follow_versions_and_are_added_up_for_old_stores() {
+    let env = Env::new();
+    env.svc.init_usage().await.unwrap(); // as the server does at startup
+    env.create_bucket("plain").await;
+    env.put("plain", "a", &pattern(10, 1)).await;
+    env.put("plain", "big", &pattern(300 * 1024, 2)).await;
+    env.put("plain", "a", &pattern(20, 3)).await; // replaces the 10 bytes
+    assert_eq!(env.svc.stored_bytes().unwrap(), 20 + 300 * 1024);
+
+    env.create_versioned_bucket("kept").await;
+    let first = env.put("kept", "k", &pattern(5, 4)).await;
+    env.put("kept", "k", &pattern(7, 5)).await;
+    let base = 20 + 300 * 1024;
+    assert_eq!(env.svc.stored_bytes().unwrap(), base + 12);
+    env.svc.delete_object("kept", "k", None).await.unwrap(); // a marker: nothing freed
+    assert_eq!(env.svc.stored_bytes().unwrap(), base + 12);
+    env.svc
+        .delete_object("kept", "k", Some(&first.version_id))
+        .await
+        .unwrap();
+    assert_eq!(env.svc.stored_bytes().unwrap(), base + 7);
+    env.svc.delete_object("plain", "big", None).await.unwrap();
+    assert_eq!(env.svc.stored_bytes().unwrap(), 20 + 7);
+
+    // An old store has no total row: nothing is counted until startup adds it up.
+    env.svc
+        .cluster()
+        .meta()
+        .write(|kv| -> Result<(), bucketdb_store::StoreError> {
+            kv.delete(bucketdb_store::Table::Usage, b"stored_bytes")?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    env.put("plain", "late", &pattern(3, 6)).await;
+    assert_eq!(env.svc.stored_bytes().unwrap(), 0);
+    env.svc.init_usage().await.unwrap();
+    assert_eq!(env.svc.stored_bytes().unwrap(), 30);
+    // Once there, it is not added up again.
+    env.svc.init_usage().await.unwrap();
+    assert_eq!(env.svc.stored_bytes().unwrap(), 30);
+}

@@ -50,6 +50,8 @@ fn postcard_decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, StoreError> {
 
 /// Chunk reference counts.
 impl Record for u32 {}
+/// Usage counters.
+impl Record for u64 {}
 /// Presence markers (the GC queue).
 impl Record for () {}
 

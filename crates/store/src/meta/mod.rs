@@ -33,10 +33,13 @@ pub enum Table {
     GcQueue,
     /// bucket name → `BucketConfig` (optional settings: public read, tags)
     BucketConfig,
+    /// counter name → `u64` (e.g. `stored_bytes`): totals kept up to date in the same
+    /// transactions that change them, so reading one costs no scan
+    Usage,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Buckets,
         Table::Current,
         Table::Versions,
@@ -46,6 +49,7 @@ impl Table {
         Table::Chunks,
         Table::GcQueue,
         Table::BucketConfig,
+        Table::Usage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Table {
             Table::Chunks => "chunks",
             Table::GcQueue => "gc_queue",
             Table::BucketConfig => "bucket_config",
+            Table::Usage => "usage",
         }
     }
 }
