@@ -17,6 +17,57 @@ pub const AMZ_REQUEST_ID_HEADER: &str = "x-amz-request-id";
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    /// The S3 operation s3s resolved for the request being handled, once it has.
+    static S3_OPERATION: std::cell::Cell<Option<&'static str>>;
+}
+
+/// The S3 operations metrics and logs name. A fixed list keeps the label's values
+/// bounded; any other operation keeps its method-based name.
+const S3_OPERATION_NAMES: &[&str] = &[
+    "ListBuckets",
+    "CreateBucket",
+    "HeadBucket",
+    "DeleteBucket",
+    "GetBucketLocation",
+    "GetBucketVersioning",
+    "PutBucketVersioning",
+    "GetBucketLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration",
+    "DeleteBucketLifecycle",
+    "PutObject",
+    "GetObject",
+    "HeadObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
+    "ListObjects",
+    "ListObjectsV2",
+    "ListObjectVersions",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "ListParts",
+    "ListMultipartUploads",
+    "UploadPartCopy",
+    "PutBucketAcl",
+    "GetBucketAcl",
+    "GetBucketTagging",
+    "PutBucketTagging",
+    "DeleteBucketTagging",
+    "GetBucketCors",
+    "PutBucketCors",
+    "DeleteBucketCors",
+];
+
+/// Record which S3 operation the current request is (called once s3s knows).
+pub fn note_s3_operation(name: &str) {
+    if let Some(known) = S3_OPERATION_NAMES.iter().find(|n| **n == name) {
+        let _ = S3_OPERATION.try_with(|op| op.set(Some(known)));
+    }
 }
 
 /// The trace id of the request being handled (empty outside one).
@@ -96,7 +147,8 @@ pub async fn observe(state: State<Arc<ApiState>>, req: Request, next: Next) -> R
     observe_as("rest", op, state, req, next).await
 }
 
-/// The S3 API's operation names come from s3s; the log and metrics use the method.
+/// The S3 API's operation names come from s3s once it has parsed the request; until
+/// then (requests refused before that) the log and metrics use the method.
 pub async fn observe_s3(state: State<Arc<ApiState>>, req: Request, next: Next) -> Response {
     let op = match *req.method() {
         Method::GET => "S3Get",
@@ -121,7 +173,16 @@ async fn observe_as(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let bytes_in = content_length(req.headers());
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let (mut resp, resolved) = REQUEST_ID
+        .scope(
+            id.clone(),
+            S3_OPERATION.scope(std::cell::Cell::new(None), async {
+                let resp = next.run(req).await;
+                (resp, S3_OPERATION.with(|op| op.get()))
+            }),
+        )
+        .await;
+    let op = resolved.unwrap_or(op);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
         if api == "s3" {

@@ -117,6 +117,7 @@ const PUBLIC_READ_OPS: &[&str] = &[
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        crate::observe::note_s3_operation(cx.s3_op().name());
         if cx.credentials().is_some() {
             return Ok(());
         }
