@@ -40,15 +40,19 @@ pub struct RunningServer {
 }
 
 /// Open the node and start serving on `config.http_addr` (port 0 picks a free port).
-pub async fn start(config: Config) -> Result<RunningServer, Error> {
-    let db = BucketDb::open(&config)?;
-    db.service().init_usage().await?;
-    let (credentials, generated) = resolve_credentials(&config, &OsRandom)?;
-    let state = ApiState::new(db.service().clone(), credentials.clone());
+pub async fn start(mut config: Config) -> Result<RunningServer, Error> {
     let listener = TcpListener::bind(config.http_addr).await?;
     let http_addr = listener.local_addr()?;
     let s3_listener = TcpListener::bind(config.s3_addr).await?;
     let s3_addr = s3_listener.local_addr()?;
+    // The node reports (and, unless advertise_addr says otherwise, advertises) the
+    // address it really listens on: port 0 resolved.
+    config.http_addr = http_addr;
+    config.s3_addr = s3_addr;
+    let db = BucketDb::open(&config)?;
+    db.service().init_usage().await?;
+    let (credentials, generated) = resolve_credentials(&config, &OsRandom)?;
+    let state = ApiState::new(db.service().clone(), credentials.clone());
     let s3_settings = bucketdb_api::s3::S3Settings {
         domain: config.s3_domain.clone(),
         region: config.s3_region.clone(),

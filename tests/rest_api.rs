@@ -826,6 +826,11 @@ async fn health_cluster_and_metrics_report_the_node() {
     assert_eq!(nodes.len(), 1, "{cluster}");
     assert_eq!(nodes[0]["objectCount"], 3, "{cluster}");
     assert!(nodes[0]["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        nodes[0]["address"],
+        s.addr.to_string(),
+        "the bound address, not port 0"
+    );
 
     let resp = s.anon(Method::GET, "/metrics").send().await.unwrap();
     assert!(
