@@ -336,6 +336,41 @@ async fn nodes_form_a_cluster_that_survives_kills_and_restarts() {
         "the ring is unchanged"
     );
 
+    // A second node claiming a's node id is refused at once; a keeps its address.
+    let status = cluster(&c, &a).await.expect("status");
+    let a_id = status["nodes"]
+        .as_array()
+        .and_then(|nodes| {
+            nodes
+                .iter()
+                .find(|n| n["address"] == format!("127.0.0.1:{}", a.http_port))
+        })
+        .and_then(|n| n["id"].as_str())
+        .expect("a's node id")
+        .to_string();
+    let mut twin = Node::new(dir.path(), "twin");
+    twin.start(CLUSTER_SECRET, &["--join", &join_b, "--node-id", &a_id]);
+    let exit = twin.wait_exit();
+    assert!(
+        !exit.success(),
+        "a node reusing a member's id must not join"
+    );
+    let log = twin.log();
+    assert!(log.contains("already"), "log:\n{log}");
+    assert_eq!(
+        agreed_ring(&c, &all).await,
+        Some(version),
+        "the ring is unchanged"
+    );
+    let status = cluster(&c, &a).await.expect("status");
+    assert!(
+        status["nodes"]
+            .as_array()
+            .is_some_and(|nodes| nodes.iter().any(|n| n["id"] == a_id.as_str()
+                && n["address"] == format!("127.0.0.1:{}", a.http_port))),
+        "{status}"
+    );
+
     // kill -9 c: a and b report it down after node_down_timeout.
     cc.kill_9();
     let c_port = cc.http_port;

@@ -46,6 +46,14 @@ fn membership_error(e: &MembershipError) -> Response {
         MembershipError::Peer(PeerError::Unauthorized { .. }) => {
             (StatusCode::BAD_GATEWAY, "PeerRefusedSignature")
         }
+        // A forwarded request the leader refused or found malformed: the caller gets the
+        // leader's answer, so it knows retrying cannot help.
+        MembershipError::Peer(PeerError::Status { status: 400, .. }) => {
+            (StatusCode::BAD_REQUEST, "BadRequest")
+        }
+        MembershipError::Peer(PeerError::Status { status: 409, .. }) => {
+            (StatusCode::CONFLICT, "Refused")
+        }
         MembershipError::Peer(_) => (StatusCode::BAD_GATEWAY, "PeerUnavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
     };
@@ -59,6 +67,9 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Length of an HMAC-SHA256 signature in hex.
+const SIGNATURE_HEX_LEN: usize = 64;
+
 async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response {
     let Some(membership) = state.service.cluster().membership().cloned() else {
         return error(
@@ -68,6 +79,18 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
         );
     };
     let (parts, body) = req.into_parts();
+    // Requests that cannot be signed are refused before their body is read.
+    let looks_signed = header_str(&parts.headers, HEADER_DATE).is_some()
+        && header_str(&parts.headers, HEADER_SIGNATURE).is_some_and(|s| {
+            s.len() == SIGNATURE_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+    if !looks_signed {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidClusterSignature",
+            "internal requests must carry the cluster's date and signature headers",
+        );
+    }
     let path = parts.uri.path().to_string();
     let body = match http_body_util::Limited::new(body, MAX_INTERNAL_BODY_BYTES)
         .collect()

@@ -83,16 +83,26 @@ impl MembershipError {
         MembershipError::Raft(e.to_string())
     }
 
-    /// True when retrying cannot help (a wrong cluster secret, a malformed request).
+    /// True when retrying cannot help (a wrong cluster secret, a malformed request, a
+    /// join the leader refused, e.g. for a node id already in use).
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
             MembershipError::Peer(PeerError::Unauthorized { .. })
+                | MembershipError::Peer(PeerError::Status {
+                    status: PEER_STATUS_BAD_REQUEST | PEER_STATUS_REFUSED,
+                    ..
+                })
                 | MembershipError::BadRequest(_)
                 | MembershipError::Refused(_)
         )
     }
 }
+
+/// What a peer answers for a malformed request and for a refused command (see
+/// `crates/api/src/internal.rs`): retrying the same request cannot succeed.
+const PEER_STATUS_BAD_REQUEST: u16 = 400;
+const PEER_STATUS_REFUSED: u16 = 409;
 
 /// Timing of the liveness view.
 #[derive(Clone, Copy, Debug)]
@@ -301,20 +311,44 @@ impl Membership {
             .is_initialized()
             .await
             .map_err(MembershipError::raft)?;
-        if initialized {
+        if initialized && self.is_member() {
             return Ok(());
         }
-        let mut members = BTreeMap::new();
-        members.insert(self.raft_id, self.me());
-        match self.raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(MembershipError::raft(e)),
-        }
-        self.raft
-            .wait(Some(SETTLE_TIMEOUT))
-            .state(ServerState::Leader, "bootstrap: become leader")
+        if initialized {
+            // Raft was initialised but the founder never made it into the ring (a crash
+            // or timeout between the steps below): finish the job once it leads again.
+            // A single-voter group elects itself; in a larger one another member leads
+            // and this node is already in its ring.
+            let mut members = self.raft.metrics();
+            let leads = tokio::time::timeout(SETTLE_TIMEOUT, async {
+                loop {
+                    if members.borrow().current_leader == Some(self.raft_id) {
+                        return true;
+                    }
+                    if members.changed().await.is_err() {
+                        return false;
+                    }
+                }
+            })
             .await
-            .map_err(|e| MembershipError::Timeout(e.to_string()))?;
+            .unwrap_or(false);
+            if !leads || !self.ring().members.is_empty() {
+                return Ok(());
+            }
+        } else {
+            let mut members = BTreeMap::new();
+            members.insert(self.raft_id, self.me());
+            match self.raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(MembershipError::raft(e)),
+            }
+            self.raft
+                .wait(Some(SETTLE_TIMEOUT))
+                .state(ServerState::Leader, "bootstrap: become leader")
+                .await
+                .map_err(|e| MembershipError::Timeout(e.to_string()))?;
+        }
+        // Both commands are idempotent, so a resumed bootstrap may repeat them.
         self.write(RingCommand::SetReplication {
             replication_factor,
             quorum_required,
@@ -445,6 +479,38 @@ impl Membership {
     async fn add_member(&self, req: JoinRequest) -> Result<JoinResponse, MembershipError> {
         let _one_at_a_time = self.join_lock.lock().await;
         let rid = raft_id_of(&req.id);
+        let ring = self.ring();
+        if let Some(m) = ring.members.get(&req.id) {
+            if m.address == req.address && m.state == MemberState::Active {
+                // A retried or repeated join of a member: nothing to do.
+                return Ok(JoinResponse {
+                    ring_version: ring.ring_version,
+                });
+            }
+            if m.state == MemberState::Active {
+                return Err(MembershipError::Refused(format!(
+                    "node id {} is already a member at {}; every node needs its own id",
+                    req.id, m.address
+                )));
+            }
+        }
+        // Raft keeps the first address it learns for a node id: one added under another
+        // address (another node with the same id, or a moved node) is refused rather
+        // than silently pointed at the old address.
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&rid)
+            .map(|n| n.address.clone());
+        if let Some(address) = known.filter(|a| *a != req.address) {
+            return Err(MembershipError::Refused(format!(
+                "node id {} is known to the cluster at {address}, not {}",
+                req.id, req.address
+            )));
+        }
         let node = PeerNode {
             id: req.id.clone(),
             address: req.address.clone(),

@@ -105,12 +105,17 @@ impl RingState {
                         address: address.clone(),
                         state: *state,
                     };
-                    if self.members.get(id) == Some(&member) {
+                    match self.members.get(id) {
                         // Re-adding an identical member (a retried join) is not a change.
-                        return self.unchanged();
+                        Some(m) if *m == member => return self.unchanged(),
+                        Some(m) if m.state == MemberState::Active => {
+                            Some(format!("{id} is already an active member at {}", m.address))
+                        }
+                        _ => {
+                            self.members.insert(id.clone(), member);
+                            None
+                        }
                     }
-                    self.members.insert(id.clone(), member);
-                    None
                 }
             }
             RingCommand::SetMemberState { id, state } => match self.members.get_mut(id) {
@@ -127,6 +132,10 @@ impl RingState {
             } => {
                 if *replication_factor == 0 {
                     Some("replication factor must be at least 1".to_string())
+                } else if self.replication_factor == *replication_factor
+                    && self.quorum_required == *quorum_required
+                {
+                    return self.unchanged();
                 } else {
                     self.replication_factor = *replication_factor;
                     self.quorum_required = *quorum_required;
@@ -249,6 +258,24 @@ mod tests {
         });
         assert!(r.refused.is_some());
         assert_eq!(s.replication_factor, 1);
+        // Setting the replication it already has (a resumed bootstrap) changes nothing.
+        let r = s.apply(&RingCommand::SetReplication {
+            replication_factor: s.replication_factor,
+            quorum_required: s.quorum_required,
+        });
+        assert_eq!((r.ring_version, r.refused), (1, None));
+        // An active member cannot be re-added elsewhere (a second node with its id).
+        let r = s.apply(&RingCommand::AddMember {
+            id: "a".into(),
+            address: "10.0.0.9:9080".into(),
+            state: MemberState::Joining,
+        });
+        assert_eq!(r.ring_version, 1);
+        assert!(
+            r.refused
+                .is_some_and(|w| w.contains("already an active member"))
+        );
+        assert_ne!(s.members["a"].address, "10.0.0.9:9080");
         // Removed members leave the ring but stay listed.
         s.apply(&RingCommand::SetMemberState {
             id: "a".into(),
