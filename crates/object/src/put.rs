@@ -51,6 +51,19 @@ impl BodyChecksums {
         Self(Arc::new(Mutex::new(values)))
     }
 
+    /// The checksums that still hold for a copy of `source`'s bytes stored as one part:
+    /// the whole-body ones, not a multipart composite value (`...-N`).
+    pub fn for_copy_of(source: &ObjectRecord) -> Self {
+        Self::known(
+            source
+                .checksums
+                .iter()
+                .filter(|(_, v)| !v.contains('-'))
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Record the body's verified checksums.
     pub fn set(&self, values: Vec<(String, String)>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = values;

@@ -57,11 +57,17 @@ impl ObjectService {
                     return Ok(());
                 }
                 let mut total = 0u64;
+                let mut unreadable = 0u64;
                 let mut from = Vec::new();
                 loop {
                     let page = kv.scan(Table::Versions, &from, None, INIT_SCAN_BATCH)?;
                     for (_, v) in &page {
-                        total = total.saturating_add(decode::<ObjectRecord>(v)?.size);
+                        // A record this build cannot read must not stop the node from
+                        // starting: it is left out of the total, and logged below.
+                        match decode::<ObjectRecord>(v) {
+                            Ok(r) => total = total.saturating_add(r.size),
+                            Err(_) => unreadable += 1,
+                        }
                     }
                     match page.last() {
                         Some((k, _)) if page.len() == INIT_SCAN_BATCH => {
@@ -71,6 +77,12 @@ impl ObjectService {
                         }
                         _ => break,
                     }
+                }
+                if unreadable > 0 {
+                    tracing::warn!(
+                        records = unreadable,
+                        "unreadable version records are left out of the stored-bytes total"
+                    );
                 }
                 kv.put(Table::Usage, STORED_BYTES, &encode(&total)?)?;
                 Ok(())

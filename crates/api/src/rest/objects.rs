@@ -441,8 +441,7 @@ pub async fn restore_version(State(state): State<Arc<ApiState>>, uri: Uri) -> Ap
         tags: src.tags.clone(),
         headers: src.headers.clone(),
         declared_size: Some(src.size),
-        // The bytes are the version's, so its verified checksums still hold.
-        checksums: BodyChecksums::known(src.checksums.clone()),
+        checksums: BodyChecksums::for_copy_of(&src),
         ..PutOptions::default()
     };
     let rec = state

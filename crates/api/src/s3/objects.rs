@@ -443,15 +443,7 @@ impl S3Api {
             create_bucket: false,
             content_md5: None,
             write_conditions: Conditions::default(),
-            // The bytes are the source's, so its whole-body checksums still hold (not a
-            // multipart source's composite one: the copy is a single part).
-            checksums: BodyChecksums::known(
-                src.checksums
-                    .iter()
-                    .filter(|(_, v)| !v.contains('-'))
-                    .cloned()
-                    .collect(),
-            ),
+            checksums: BodyChecksums::for_copy_of(&src),
             checksum_algorithm: None,
             headers: if replace_meta {
                 headers_in(
