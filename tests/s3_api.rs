@@ -2815,6 +2815,44 @@ async fn multipart_composite_checksum_is_stored_and_returned() {
         listed.parts()[1].checksum_sha256(),
         Some(STANDARD.encode(sha2::Sha256::digest(&parts[1])).as_str())
     );
+    // On this upload a part without its SHA-256 is refused, as S3 does.
+    let f = failure(
+        c.upload_part()
+            .bucket("bkt")
+            .key("big")
+            .upload_id(&id)
+            .part_number(3)
+            .body(ByteStream::from_static(b"no checksum"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (f.status, f.code.as_deref()),
+        (400, Some("InvalidRequest")),
+        "{f:?}"
+    );
+    // Listing a part with another checksum than the one uploaded is InvalidPart.
+    let mut wrong = completed_parts.clone();
+    wrong[1] = CompletedPart::builder()
+        .part_number(2)
+        .e_tag(wrong[1].e_tag().unwrap())
+        .checksum_sha256(STANDARD.encode(sha2::Sha256::digest(b"other bytes")))
+        .build();
+    assert_fails(
+        c.complete_multipart_upload()
+            .bucket("bkt")
+            .key("big")
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(wrong))
+                    .build(),
+            )
+            .send()
+            .await,
+        400,
+        "InvalidPart",
+    );
     let want = format!("{}-2", STANDARD.encode(sha2::Sha256::digest(&raw_sums)));
     let done = c
         .complete_multipart_upload()

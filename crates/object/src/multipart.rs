@@ -206,6 +206,20 @@ impl ObjectService {
         Ok(part)
     }
 
+    /// The record of an unfinished upload.
+    pub fn multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        check_upload_id(upload_id)?;
+        let kv = self.cluster.meta().read()?;
+        Ok(load_upload(kv.as_ref(), bucket, key, upload_id)?.1)
+    }
+
     pub fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartRecord>> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;

@@ -213,6 +213,16 @@ pub fn verify<S>(
 }
 
 impl<S> Verified<S> {
+    /// Whether the request declares a checksum of `algorithm` (`CRC32`, ...), as a
+    /// header or an announced trailer.
+    pub fn declares(&self, algorithm: &str) -> bool {
+        self.expected
+            .iter()
+            .map(|(a, _)| a)
+            .chain(&self.trailed)
+            .any(|a| a.name() == algorithm)
+    }
+
     /// The first declared checksum the body does not match.
     fn first_mismatch(&mut self, sums: &s3s::dto::Checksum) -> Option<Algo> {
         for (a, want) in &self.expected {

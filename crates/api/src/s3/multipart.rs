@@ -21,6 +21,41 @@ fn part_number(n: i32) -> S3Result<u32> {
         .ok_or_else(|| s3_error!(InvalidArgument, "part numbers run from 1 to 10000"))
 }
 
+/// The part checksums a CompleteMultipartUpload lists must be the ones stored for those
+/// parts (S3 answers InvalidPart otherwise). A part whose ETag differs is refused later
+/// anyway; equal ETags mean equal bytes, so checking before the commit is sound.
+fn check_listed_checksums(
+    stored: &[bucketdb_object::PartRecord],
+    listed: &[CompletedPart],
+) -> S3Result<()> {
+    for p in listed {
+        let Some(n) = p.part_number.and_then(|n| u32::try_from(n).ok()) else {
+            continue;
+        };
+        let Some(part) = stored.iter().find(|s| s.part_number == n) else {
+            continue;
+        };
+        let given = [
+            ("CRC32", &p.checksum_crc32),
+            ("CRC32C", &p.checksum_crc32c),
+            ("CRC64NVME", &p.checksum_crc64nvme),
+            ("SHA1", &p.checksum_sha1),
+            ("SHA256", &p.checksum_sha256),
+        ];
+        for (algorithm, value) in given {
+            let Some(value) = value else { continue };
+            let have = part.checksums.iter().find(|(a, _)| a == algorithm);
+            if have.is_some_and(|(_, v)| v != value) || have.is_none() {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {n}: the {algorithm} checksum listed is not the one uploaded"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl S3Api {
     pub(super) async fn op_create_multipart_upload(
         &self,
@@ -93,6 +128,20 @@ impl S3Api {
             body_stream(i.body),
             upload.checksums.clone(),
         );
+        // An upload created with a checksum algorithm needs that checksum on every part,
+        // or the object could not get its composite checksum (S3 refuses such parts).
+        let wanted = self
+            .svc
+            .multipart_upload(&i.bucket, &i.key, &i.upload_id)
+            .s3()?
+            .checksum_algorithm;
+        if let Some(algorithm) = wanted.filter(|a| !body.declares(a)) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "this upload was created with the {algorithm} checksum algorithm; send the part's x-amz-checksum-{}",
+                algorithm.to_ascii_lowercase()
+            ));
+        }
         let part = checksum::checked(
             self.svc
                 .upload_part_with(&i.bucket, &i.key, &i.upload_id, upload, body)
@@ -119,6 +168,10 @@ impl S3Api {
         if listed.len() > MAX_PART_NUMBER as usize {
             return Err(s3_error!(MalformedXML, "too many parts"));
         }
+        check_listed_checksums(
+            &self.svc.list_parts(&i.bucket, &i.key, &i.upload_id).s3()?,
+            &listed,
+        )?;
         let mut parts = Vec::with_capacity(listed.len());
         for p in listed {
             let n = part_number(
