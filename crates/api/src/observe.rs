@@ -17,8 +17,9 @@ pub const AMZ_REQUEST_ID_HEADER: &str = "x-amz-request-id";
 
 tokio::task_local! {
     static REQUEST_ID: String;
-    /// The S3 operation s3s resolved for the request being handled, once it has.
-    static S3_OPERATION: std::cell::Cell<Option<&'static str>>;
+    /// The S3 operation and bucket s3s resolved for the request being handled, once it
+    /// has.
+    static S3_OPERATION: std::cell::RefCell<Option<(&'static str, Option<String>)>>;
 }
 
 /// The S3 operations metrics and logs name. A fixed list keeps the label's values
@@ -63,11 +64,34 @@ const S3_OPERATION_NAMES: &[&str] = &[
     "DeleteBucketCors",
 ];
 
-/// Record which S3 operation the current request is (called once s3s knows).
-pub fn note_s3_operation(name: &str) {
+/// Record which S3 operation, on which bucket, the current request is (called once s3s
+/// knows).
+pub fn note_s3_operation(name: &str, bucket: Option<&str>) {
     if let Some(known) = S3_OPERATION_NAMES.iter().find(|n| **n == name) {
-        let _ = S3_OPERATION.try_with(|op| op.set(Some(known)));
+        let _ = S3_OPERATION
+            .try_with(|op| *op.borrow_mut() = Some((known, bucket.map(str::to_string))));
     }
+}
+
+/// REST paths whose second segment is a bucket name.
+const REST_BUCKET_FAMILIES: &[&str] = &[
+    "objects",
+    "versions",
+    "buckets",
+    "multipart",
+    "lifecycle",
+    "versioning",
+    "acl",
+];
+
+/// The bucket a REST request addresses, if any (as sent, percent-encoded).
+fn rest_bucket(path: &str) -> Option<String> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    let family = parts.next()?;
+    let bucket = parts.next().filter(|b| !b.is_empty())?;
+    REST_BUCKET_FAMILIES
+        .contains(&family)
+        .then(|| bucket.to_string())
 }
 
 /// The trace id of the request being handled (empty outside one).
@@ -176,13 +200,17 @@ async fn observe_as(
     let (mut resp, resolved) = REQUEST_ID
         .scope(
             id.clone(),
-            S3_OPERATION.scope(std::cell::Cell::new(None), async {
+            S3_OPERATION.scope(std::cell::RefCell::new(None), async {
                 let resp = next.run(req).await;
-                (resp, S3_OPERATION.with(|op| op.get()))
+                (resp, S3_OPERATION.with(|op| op.borrow_mut().take()))
             }),
         )
         .await;
-    let op = resolved.unwrap_or(op);
+    let (op, bucket) = match resolved {
+        Some((op, bucket)) => (op, bucket),
+        None if api == "rest" => (op, rest_bucket(&path)),
+        None => (op, None),
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v.clone());
         if api == "s3" {
@@ -209,6 +237,7 @@ async fn observe_as(
             method = %method,
             path = %path,
             operation = op,
+            bucket = bucket.as_deref().unwrap_or(""),
             status,
             bytes_in,
             bytes_out,

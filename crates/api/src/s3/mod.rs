@@ -117,7 +117,11 @@ const PUBLIC_READ_OPS: &[&str] = &[
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        crate::observe::note_s3_operation(cx.s3_op().name());
+        let bucket = match cx.s3_path() {
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(&**bucket),
+            S3Path::Root => None,
+        };
+        crate::observe::note_s3_operation(cx.s3_op().name(), bucket);
         if cx.credentials().is_some() {
             return Ok(());
         }
