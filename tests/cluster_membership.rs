@@ -458,3 +458,70 @@ async fn a_joining_node_is_not_ready_until_it_is_a_member() {
     assert_eq!(r.status(), 503);
     n.kill_9();
 }
+
+/// A node may join through a seed that is itself still joining (not in a cluster yet, so
+/// it answers 403): the joiner keeps retrying instead of giving up, and all three end up
+/// in one ring once the first node bootstraps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_through_a_node_that_is_still_joining_waits_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = client();
+    let mut a = Node::new(dir.path(), "a");
+    let mut b = Node::new(dir.path(), "b");
+    let mut cc = Node::new(dir.path(), "c");
+    // a is not up yet: b keeps retrying its join.
+    b.start(CLUSTER_SECRET, &["--join", &a.url("")]);
+    cc.start(CLUSTER_SECRET, &["--join", &b.url("")]);
+    eventually(
+        "b turning c's join away while not in a cluster",
+        &[&b, &cc],
+        || async {
+            b.log()
+                .lines()
+                .any(|l| {
+                    l.contains("path=/internal/join")
+                        && (l.contains("status=403") || l.contains("status=503"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    a.start(CLUSTER_SECRET, &["--bootstrap"]);
+    let all = [&a, &b, &cc];
+    eventually("all ready", &all, || async {
+        (ready(&c, &a).await && ready(&c, &b).await && ready(&c, &cc).await).then_some(())
+    })
+    .await;
+    eventually("one ring of 3", &all, || agreed_ring(&c, &all)).await;
+}
+
+/// A seed that is not in a cluster (yet) answers 403: for the joiner that is a reason to
+/// retry, not a wrong secret to give up on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_outside_any_cluster_is_retried_not_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut standalone = Node::new(dir.path(), "standalone");
+    let mut joiner = Node::new(dir.path(), "joiner");
+    standalone.start(CLUSTER_SECRET, &[]);
+    joiner.start(CLUSTER_SECRET, &["--join", &standalone.url("")]);
+    eventually(
+        "the joiner retrying after a 403",
+        &[&standalone, &joiner],
+        || async {
+            joiner
+                .log()
+                .lines()
+                .any(|l| l.contains("join failed; retrying") && l.contains("403"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        joiner
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+        "the joiner gave up:\n{}",
+        joiner.log()
+    );
+}

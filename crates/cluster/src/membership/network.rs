@@ -146,7 +146,9 @@ impl PeerClient {
         };
         match resp.status {
             200..=299 => serde_json::from_slice(&resp.body).map_err(codec),
-            401 | 403 => Err(PeerError::Unauthorized {
+            // 401 is a signature the peer refused (the secrets differ). A 403 is a peer
+            // not in a cluster yet (still starting or joining itself): worth retrying.
+            401 => Err(PeerError::Unauthorized {
                 address: address.to_string(),
                 message: message(),
             }),
