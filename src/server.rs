@@ -161,6 +161,7 @@ async fn start_cluster(
     .await?;
     cluster.attach_membership(membership.clone());
     let heartbeats = membership.spawn_heartbeats(stop.clone());
+    let replication = cluster.spawn_replication(stop.clone());
     if config.bootstrap {
         membership
             .bootstrap(config.replication_factor, config.quorum_required)
@@ -177,7 +178,7 @@ async fn start_cluster(
             () = stopped(stop) => {}
         }
     });
-    Ok(Some((membership, vec![heartbeats, ready])))
+    Ok(Some((membership, vec![heartbeats, replication, ready])))
 }
 
 impl RunningServer {

@@ -77,6 +77,7 @@ impl ApiError {
                 O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
                     (S::INTERNAL_SERVER_ERROR, "InternalError")
                 }
+                O::Replication(_) => (S::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             },
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "InvalidRequest"),
             ApiError::MalformedJson(_) => (S::BAD_REQUEST, "MalformedJSON"),

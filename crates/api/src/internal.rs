@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bucketdb_cluster::membership::network::{
-    MAX_INTERNAL_BODY_BYTES, PATH_HEARTBEAT, PATH_JOIN, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT,
-    PATH_RAFT_VOTE, PeerError,
+    MAX_INTERNAL_BODY_BYTES, PATH_CHUNK, PATH_HEARTBEAT, PATH_JOIN, PATH_RAFT_APPEND,
+    PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE, PATH_REPLICATE, PeerError,
 };
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
 use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError};
@@ -35,6 +35,20 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 
 fn json_bytes(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn binary(body: impl Into<axum::body::Body>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        body.into(),
+    )
+        .into_response()
+}
+
+/// A replication or chunk request that failed: the sender retries later.
+fn data_error(e: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "internal data request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e)
 }
 
 fn membership_error(e: &MembershipError) -> Response {
@@ -136,6 +150,18 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
             }),
             Err(e) => Err(MembershipError::BadRequest(e.to_string())),
         },
+        PATH_REPLICATE => {
+            return match state.service.apply_replicated(&body).await {
+                Ok(bytes) => binary(bytes),
+                Err(e) => data_error(&e),
+            };
+        }
+        PATH_CHUNK => {
+            return match state.service.cluster().serve_chunk(&body).await {
+                Ok(bytes) => binary(bytes),
+                Err(e) => data_error(&e),
+            };
+        }
         _ => return error(StatusCode::NOT_FOUND, "NotFound", "no such internal route"),
     };
     match result {

@@ -220,6 +220,7 @@ impl Metrics {
             ),
             ("bucketdb_chunks_written_total", s.chunks.written),
             ("bucketdb_chunks_deleted_total", s.chunks.deleted),
+            ("bucketdb_chunks_repaired_total", s.chunks.repaired),
             ("bucketdb_gc_chunks_deleted_total", s.gc.chunks_deleted),
             ("bucketdb_gc_runs_total", s.gc.runs),
             ("bucketdb_gc_orphans_swept_total", s.gc.orphans_swept),
@@ -245,6 +246,7 @@ impl Metrics {
             self.set_gauge("bucketdb_disk_free_bytes", disk.free_bytes as f64);
         }
         self.set_gauge("bucketdb_replication_factor", s.replication_factor as f64);
+        self.set_gauge("bucketdb_replication_backlog", s.replication_backlog as f64);
         self.set_gauge("bucketdb_ready", if s.ready { 1.0 } else { 0.0 });
         self.handle.render()
     }

@@ -31,6 +31,8 @@ pub struct Chunks {
     pub written: u64,
     pub deleted: u64,
     pub verify_failures: u64,
+    /// Chunks that failed verification here and were rewritten from a peer's copy.
+    pub repaired: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +71,8 @@ pub struct NodeStats {
     /// Request totals by API (`rest`, `s3`).
     pub requests: BTreeMap<&'static str, TrafficSnapshot>,
     pub chunks: Chunks,
+    /// Replication changes queued here and not yet delivered, over all peers.
+    pub replication_backlog: u64,
     pub gc: Gc,
     pub lifecycle: Lifecycle,
 }
@@ -99,7 +103,9 @@ impl NodeStats {
                 written: load(&c.chunks_written),
                 deleted: load(&c.chunks_deleted),
                 verify_failures: load(&c.corrupt_chunks),
+                repaired: svc.cluster().chunks_repaired(),
             },
+            replication_backlog: status.nodes.iter().map(|n| n.replication_backlog).sum(),
             gc: Gc {
                 runs: load(&s.gc_runs),
                 chunks_deleted: load(&s.gc_chunks_deleted),

@@ -5,11 +5,12 @@
 //! without touching the layers above.
 
 pub mod membership;
+pub mod replication;
 pub mod ring;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bucketdb_store::chunks::BucketHash;
 use bucketdb_store::{ChunkId, ChunkRef, ChunkStore, Clock, Meta, StoreError, Table};
@@ -17,6 +18,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use membership::Membership;
+use membership::network::PeerError;
+use ring::Ring;
 
 /// Errors of the cluster layer.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,12 @@ pub enum ClusterError {
     Store(#[from] StoreError),
     #[error("background task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error("bad message: {0}")]
+    Codec(String),
+    #[error("node {0} is not a cluster member")]
+    UnknownNode(String),
 }
 
 /// Who this node is.
@@ -57,6 +66,8 @@ pub struct NodeStatus {
     pub disk_free_bytes: u64,
     pub object_count: u64,
     pub ring_share: f64,
+    /// Changes this node has queued for that node and not yet delivered.
+    pub replication_backlog: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -87,6 +98,13 @@ pub struct Cluster {
     /// Set when the node runs in a cluster (`--bootstrap`, `--join` or stored raft
     /// state); `None` for a standalone node.
     membership: OnceLock<Arc<Membership>>,
+    /// The placement ring built from the agreed ring configuration, rebuilt when its
+    /// version changes.
+    placement: Mutex<Option<(u64, Arc<Ring>)>>,
+    /// Wakes the replication senders when something was queued.
+    repl_wake: tokio::sync::Notify,
+    /// Chunks rewritten from a peer's copy after failing verification here.
+    chunks_repaired: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -107,6 +125,9 @@ impl Cluster {
             config,
             storage_path,
             membership: OnceLock::new(),
+            placement: Mutex::new(None),
+            repl_wake: tokio::sync::Notify::new(),
+            chunks_repaired: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -118,6 +139,35 @@ impl Cluster {
     /// The node's cluster membership, if it runs in a cluster.
     pub fn membership(&self) -> Option<&Arc<Membership>> {
         self.membership.get()
+    }
+
+    /// The placement ring of the agreed configuration (`None` outside a cluster).
+    pub fn placement(&self) -> Option<Arc<Ring>> {
+        let m = self.membership.get()?;
+        let state = m.ring();
+        let mut cache = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((version, ring)) = cache.as_ref()
+            && *version == state.ring_version
+        {
+            return Some(ring.clone());
+        }
+        let ring = Arc::new(Ring::new(state.ring_members(), state.replication_factor.max(1)).ok()?);
+        *cache = Some((state.ring_version, ring.clone()));
+        Some(ring)
+    }
+
+    /// True when this node is the first replica of `bucket/key` (or standalone): the
+    /// node that runs background work (lifecycle) for the key.
+    pub fn is_primary(&self, bucket: &str, key: &str) -> bool {
+        match self.placement() {
+            Some(ring) => ring.replicas(bucket, key).first() == Some(&self.node.id.as_str()),
+            None => true,
+        }
+    }
+
+    /// Chunks repaired from peers since start.
+    pub fn chunks_repaired(&self) -> u64 {
+        self.chunks_repaired.load(Ordering::Relaxed)
     }
 
     pub fn node(&self) -> &NodeInfo {
@@ -158,8 +208,26 @@ impl Cluster {
             .map_err(ClusterError::from)
     }
 
-    /// Read a chunk, verified against its SHA-256.
+    /// Read a chunk, verified against its SHA-256. In a cluster, a chunk that is corrupt
+    /// or missing here is fetched from a peer holding the same chunk, rewritten here
+    /// (repaired) and served; the corrupt file stays in quarantine.
     pub async fn read_chunk(&self, r: ChunkRef) -> Result<Bytes, ClusterError> {
+        match self.read_local_chunk(r.clone()).await {
+            Err(ClusterError::Store(
+                e @ (StoreError::CorruptChunk(_) | StoreError::MissingChunk(_)),
+            )) if self.membership.get().is_some() => match self.repair_chunk(&r).await {
+                Ok(data) => Ok(data),
+                Err(why) => {
+                    tracing::warn!(chunk = %r.id, error = %why, "no peer could repair the chunk");
+                    Err(ClusterError::Store(e))
+                }
+            },
+            other => other,
+        }
+    }
+
+    /// Read a chunk from this node's disk only, verified against its SHA-256.
+    pub async fn read_local_chunk(&self, r: ChunkRef) -> Result<Bytes, ClusterError> {
         let store = self.chunks.clone();
         tokio::task::spawn_blocking(move || store.read_verified(&r))
             .await
@@ -212,6 +280,7 @@ impl Cluster {
                 disk_free_bytes: free,
                 object_count,
                 ring_share: 1.0,
+                replication_backlog: 0,
             }],
             leader: None,
             rebalancing: None,
@@ -247,6 +316,11 @@ impl Cluster {
                     disk_free_bytes: if me { free } else { 0 },
                     object_count: if me { object_count } else { 0 },
                     ring_share: shares.get(&member.id).copied().unwrap_or(0.0),
+                    replication_backlog: if me {
+                        0
+                    } else {
+                        self.queued_for(&member.id).unwrap_or(0)
+                    },
                 }
             })
             .collect();

@@ -6,6 +6,8 @@ use bucketdb_store::keys::{bucket_prefix, prefix_end};
 use bucketdb_store::records::{BucketConfig, BucketRecord, Versioning, decode, encode};
 use bucketdb_store::{KvRead, KvWrite, Table};
 
+use bucketdb_cluster::replication::ReplOp;
+
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::validate_bucket_name;
@@ -27,6 +29,14 @@ fn holds_data(kv: &dyn KvRead, prefix: &[u8], end: Option<&[u8]>) -> Result<bool
 }
 
 impl ObjectService {
+    /// Queue the bucket's record and settings, as they are when sent, for every peer.
+    fn replicate_bucket(&self, kv: &mut dyn KvWrite, name: &str) -> Result<()> {
+        let op = ReplOp::Bucket {
+            name: name.to_string(),
+        };
+        Ok(self.cluster.enqueue(kv, &op)?)
+    }
+
     pub(crate) fn new_bucket_record(&self, name: &str) -> BucketRecord {
         BucketRecord {
             name: name.to_string(),
@@ -38,6 +48,7 @@ impl ObjectService {
 
     /// The bucket's record, creating it when `create` is set and it does not exist.
     pub(crate) fn bucket_for_write(
+        &self,
         kv: &mut dyn KvWrite,
         name: &str,
         create: Option<BucketRecord>,
@@ -45,6 +56,7 @@ impl ObjectService {
         match (load_bucket(kv, name), create) {
             (Ok(b), _) => Ok(b),
             (Err(ObjectError::NoSuchBucket(_)), Some(new)) => {
+                self.replicate_bucket(kv, name)?;
                 if kv.count(Table::Buckets)? >= MAX_BUCKETS {
                     return Err(ObjectError::InvalidArgument(format!(
                         "a node holds at most {MAX_BUCKETS} buckets"
@@ -61,13 +73,14 @@ impl ObjectService {
         validate_bucket_name(name)?;
         let rec = self.new_bucket_record(name);
         let name = name.to_string();
+        let svc = self.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 if kv.get(Table::Buckets, name.as_bytes())?.is_some() {
                     return Err(ObjectError::BucketAlreadyOwnedByYou(name));
                 }
-                Self::bucket_for_write(kv, &name, Some(rec))
+                svc.bucket_for_write(kv, &name, Some(rec))
             })
             .await
     }
@@ -114,10 +127,12 @@ impl ObjectService {
             }
         }
         let name = name.to_string();
+        let svc = self.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 load_bucket(kv, &name)?;
+                svc.replicate_bucket(kv, &name)?;
                 // Re-checked inside the transaction: writes may have landed meanwhile.
                 if holds_data(&*kv, &prefix, end.as_deref())?
                     || !kv
@@ -152,10 +167,12 @@ impl ObjectService {
     ) -> Result<BucketConfig> {
         validate_bucket_name(name)?;
         let name = name.to_string();
+        let svc = self.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 load_bucket(kv, &name)?;
+                svc.replicate_bucket(kv, &name)?;
                 let mut c: BucketConfig = match kv.get(Table::BucketConfig, name.as_bytes())? {
                     Some(v) => decode(&v)?,
                     None => BucketConfig::default(),
@@ -188,10 +205,12 @@ impl ObjectService {
         name: String,
         change: impl FnOnce(&mut BucketRecord) -> Result<()> + Send + 'static,
     ) -> Result<()> {
+        let svc = self.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 let mut b = load_bucket(kv, &name)?;
+                svc.replicate_bucket(kv, &name)?;
                 change(&mut b)?;
                 kv.put(Table::Buckets, name.as_bytes(), &encode(&b)?)?;
                 Ok(())

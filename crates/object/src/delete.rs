@@ -55,7 +55,7 @@ impl ObjectService {
                     return Ok((None, false));
                 }
                 if let Some(v) = version_id {
-                    let (removed, freed) = svc.remove_version(kv, &bucket, &key, &v)?;
+                    let (removed, freed) = svc.remove_version(kv, &bucket, &key, &v, 0)?;
                     return Ok((
                         Some(DeleteOutcome {
                             delete_marker: removed.as_ref().is_some_and(|r| r.delete_marker),
@@ -65,7 +65,8 @@ impl ObjectService {
                     ));
                 }
                 if b.versioning == Versioning::Unversioned {
-                    let (removed, freed) = svc.remove_version(kv, &bucket, &key, NULL_VERSION)?;
+                    let (removed, freed) =
+                        svc.remove_version(kv, &bucket, &key, NULL_VERSION, svc.now_seq())?;
                     return Ok((
                         Some(DeleteOutcome {
                             version_id: removed.map(|r| r.version_id),

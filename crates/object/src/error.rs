@@ -55,6 +55,9 @@ pub enum ObjectError {
     Store(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A change from (or to) another node could not be applied; the sender retries.
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 impl From<StoreError> for ObjectError {
@@ -71,6 +74,7 @@ impl From<ClusterError> for ObjectError {
         match e {
             ClusterError::Store(s) => s.into(),
             ClusterError::Task(t) => ObjectError::Internal(t),
+            other => ObjectError::Replication(other.to_string()),
         }
     }
 }

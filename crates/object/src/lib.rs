@@ -16,6 +16,7 @@ mod multipart;
 pub mod names;
 mod put;
 mod refs;
+mod replica;
 mod tags;
 mod usage;
 mod versions;
@@ -119,7 +120,7 @@ impl ObjectService {
         }
     }
 
-    pub fn cluster(&self) -> &Cluster {
+    pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
     }
 

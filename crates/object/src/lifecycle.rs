@@ -168,7 +168,9 @@ impl ObjectService {
         while let Some(page) = self.scan_pages(Table::Current, bucket, prefix, &mut from)? {
             for (_, v) in page {
                 let rec: ObjectRecord = decode(&v)?;
-                if rec.created_ms <= cutoff {
+                // In a cluster each key expires once, on its primary, which replicates
+                // the deletion (every replica deleting would mint different markers).
+                if rec.created_ms <= cutoff && self.cluster.is_primary(bucket, &rec.key) {
                     // Only if this is still the current version: a newer write wins.
                     let (b, k, seq) = (bucket.to_string(), rec.key.clone(), rec.seq);
                     let still_current = move |kv: &dyn KvRead| -> Result<bool> {
@@ -212,6 +214,7 @@ impl ObjectService {
                     .map(|nw| nw.created_ms);
                 if let Some(t) = superseded_at
                     && t <= cutoff
+                    && self.cluster.is_primary(bucket, &rec.key)
                 {
                     // Only if it is still this version, still noncurrent, and was
                     // superseded long enough ago (versions may have changed meanwhile).

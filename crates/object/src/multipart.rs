@@ -100,10 +100,11 @@ impl ObjectService {
             headers: opts.headers,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
+        let svc = self.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
-                Self::bucket_for_write(kv, &up.bucket, new_bucket)?;
+                svc.bucket_for_write(kv, &up.bucket, new_bucket)?;
                 kv.put(
                     Table::Uploads,
                     &upload_key(&up.bucket, &up.key, &up.upload_id),

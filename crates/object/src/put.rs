@@ -160,7 +160,7 @@ impl ObjectService {
                 svc.cluster
                     .meta()
                     .write(move |kv| -> Result<_> {
-                        let b = Self::bucket_for_write(kv, &bucket, new_bucket)?;
+                        let b = writer.bucket_for_write(kv, &bucket, new_bucket)?;
                         if !conditions.is_empty() {
                             check_write_conditions(&*kv, &bucket, &rec.key, &conditions)?;
                         }

@@ -35,6 +35,7 @@ impl ObjectService {
         validate_tags(&tags)?;
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let version_id = version_id.map(str::to_string);
+        let svc = self.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
@@ -63,6 +64,7 @@ impl ObjectService {
                 if current.is_some_and(|c| c.seq == rec.seq) {
                     kv.put(Table::Current, &ok, &encoded)?;
                 }
+                svc.replicate_version(kv, &bucket, &rec)?;
                 Ok(rec)
             })
             .await

@@ -2,8 +2,9 @@
 //! how the versions of a key are listed. All functions here run inside one metadata
 //! transaction, so each change to a key is atomic.
 
-use bucketdb_store::keys::{object_key, prefix_end, version_key, versions_prefix};
-use bucketdb_store::records::{BucketRecord, ObjectRecord, Versioning, decode, encode};
+use bucketdb_cluster::replication::ReplOp;
+use bucketdb_store::keys::{object_key, prefix_end, tombstone_key, version_key, versions_prefix};
+use bucketdb_store::records::{BucketRecord, ObjectRecord, Tombstone, Versioning, decode, encode};
 use bucketdb_store::{KvRead, KvWrite, StoreError, Table};
 
 use crate::ObjectService;
@@ -109,7 +110,7 @@ fn newest_version(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<Option<Obj
 }
 
 /// Remove one stored version and everything hanging off it; returns whether GC has work.
-fn remove_version_entry(
+pub(crate) fn remove_version_entry(
     kv: &mut dyn KvWrite,
     vkey: &[u8],
     rec: &ObjectRecord,
@@ -121,8 +122,38 @@ fn remove_version_entry(
     Ok(release_refs(kv, rec.chunks(), now_ms)?)
 }
 
+/// Remember that `rec` was removed, so a late copy of it from another node is refused.
+pub(crate) fn write_tombstone(
+    kv: &mut dyn KvWrite,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+    seq: u64,
+    now_ms: u64,
+) -> Result<()> {
+    let tkey = tombstone_key(bucket, key, version_id);
+    let seq = match tombstone_seq(kv, &tkey)? {
+        Some(old) => old.max(seq),
+        None => seq,
+    };
+    let t = Tombstone {
+        seq,
+        removed_ms: now_ms,
+    };
+    kv.put(Table::Tombstones, &tkey, &encode(&t)?)?;
+    Ok(())
+}
+
+/// The newest removed `seq` of a version, if it was ever removed here.
+pub(crate) fn tombstone_seq(kv: &dyn KvRead, tkey: &[u8]) -> Result<Option<u64>> {
+    Ok(match kv.get(Table::Tombstones, tkey)? {
+        Some(v) => Some(decode::<Tombstone>(&v)?.seq),
+        None => None,
+    })
+}
+
 /// Point the current-version table at the newest version if it is a live object.
-fn refresh_current(kv: &mut dyn KvWrite, bucket: &str, key: &str) -> Result<()> {
+pub(crate) fn refresh_current(kv: &mut dyn KvWrite, bucket: &str, key: &str) -> Result<()> {
     let ok = object_key(bucket, key);
     match newest_version(kv, bucket, key)? {
         Some(rec) if !rec.delete_marker => kv.put(Table::Current, &ok, &encode(&rec)?)?,
@@ -155,7 +186,7 @@ impl ObjectService {
     ) -> Result<(ObjectRecord, bool)> {
         let b = bucket.name.as_str();
         let key = rec.key.clone();
-        let now_us = self.clock.now_ms().saturating_mul(1000);
+        let now_us = self.now_seq();
         // One pass over the key's versions finds the newest (for ordering) and, unless
         // versioning is on, the `null` version this write replaces.
         let replaces_null = bucket.versioning != Versioning::Enabled;
@@ -172,6 +203,9 @@ impl ObjectService {
         rec.seq = now_us.max(newest_seq.map_or(0, |s| s + 1));
         let mut freed = false;
         if replaces_null {
+            // Newer than any removal of the `null` version, or replicas would refuse it.
+            let removed = tombstone_seq(kv, &tombstone_key(b, &key, NULL_VERSION))?;
+            rec.seq = rec.seq.max(removed.map_or(0, |s| s + 1));
             rec.version_id = NULL_VERSION.to_string();
             if let Some((vkey, old)) = null_version {
                 freed |= remove_version_entry(kv, &vkey, &old, self.clock.now_ms())?;
@@ -192,23 +226,64 @@ impl ObjectService {
         } else {
             kv.put(Table::Current, &ok, &encode(&rec)?)?;
         }
+        self.replicate_version(kv, b, &rec)?;
         Ok((rec, freed))
     }
 
-    /// Permanently remove one version; the current version is recomputed.
+    /// Queue `rec` (as stored when it is sent) for the key's other replicas.
+    pub(crate) fn replicate_version(
+        &self,
+        kv: &mut dyn KvWrite,
+        bucket: &str,
+        rec: &ObjectRecord,
+    ) -> Result<()> {
+        let op = ReplOp::Version {
+            bucket: bucket.to_string(),
+            key: rec.key.clone(),
+            version_id: rec.version_id.clone(),
+            seq: rec.seq,
+        };
+        Ok(self.cluster.enqueue(kv, &op)?)
+    }
+
+    /// Permanently remove one version; the current version is recomputed. The removal
+    /// is remembered (and replicated) as covering every copy of the version up to its
+    /// own `seq`, or up to `at_least_seq` when that is later: an unversioned delete
+    /// passes its own time, so a write made elsewhere before the delete, but arriving
+    /// here after it, stays deleted, even when this node never saw that write.
     pub(crate) fn remove_version(
         &self,
         kv: &mut dyn KvWrite,
         bucket: &str,
         key: &str,
         version_id: &str,
+        at_least_seq: u64,
     ) -> Result<(Option<ObjectRecord>, bool)> {
-        let Some((vkey, rec)) = find_version(kv, bucket, key, version_id)? else {
-            return Ok((None, false));
+        let now_ms = self.clock.now_ms();
+        let (removed, freed, seq) = match find_version(kv, bucket, key, version_id)? {
+            Some((vkey, rec)) => {
+                let freed = remove_version_entry(kv, &vkey, &rec, now_ms)?;
+                refresh_current(kv, bucket, key)?;
+                let seq = rec.seq.max(at_least_seq);
+                (Some(rec), freed, seq)
+            }
+            None if at_least_seq > 0 => (None, false, at_least_seq),
+            None => return Ok((None, false)),
         };
-        let freed = remove_version_entry(kv, &vkey, &rec, self.clock.now_ms())?;
-        refresh_current(kv, bucket, key)?;
-        Ok((Some(rec), freed))
+        write_tombstone(kv, bucket, key, version_id, seq, now_ms)?;
+        let op = ReplOp::Removed {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+            seq,
+        };
+        self.cluster.enqueue(kv, &op)?;
+        Ok((removed, freed))
+    }
+
+    /// A `seq` for a change made now: the clock in microseconds.
+    pub(crate) fn now_seq(&self) -> u64 {
+        self.clock.now_ms().saturating_mul(1000)
     }
 
     /// A page of every version in a bucket under `prefix`, after the given markers (S3

@@ -229,6 +229,21 @@ impl ChunkStore {
         })
     }
 
+    /// Store a chunk another node sent under its id, after checking its length and
+    /// SHA-256 against `r`; blocking.
+    pub fn write_replica(&self, r: &ChunkRef, data: &[u8]) -> Result<(), StoreError> {
+        let sha256: [u8; 32] = Sha256::digest(data).into();
+        if data.len() as u64 != r.len || sha256 != r.sha256 {
+            return Err(StoreError::CorruptChunk(r.id.to_string()));
+        }
+        let path = self.path_of(&r.id);
+        self.disk
+            .write_durable(&path, data)
+            .map_err(|e| StoreError::io(&path, e))?;
+        self.stats.chunks_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Read a chunk and check it against its reference. A chunk that fails the check is
     /// moved to quarantine and never returned.
     pub fn read_verified(&self, r: &ChunkRef) -> Result<Bytes, StoreError> {

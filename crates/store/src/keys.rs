@@ -74,6 +74,34 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// `bucket NUL key NUL version_id`: a removed version's tombstone.
+pub fn tombstone_key(bucket: &str, key: &str, version_id: &str) -> Vec<u8> {
+    let mut k = versions_prefix(bucket, key);
+    k.extend_from_slice(version_id.as_bytes());
+    k
+}
+
+/// `peer NUL`: every queued replication operation for one peer starts with this.
+pub fn repl_queue_prefix(peer: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(peer.len() + 1);
+    k.extend_from_slice(peer.as_bytes());
+    k.push(SEP);
+    k
+}
+
+/// `peer NUL number`: queued operations for a peer sort in the order they were queued.
+pub fn repl_queue_key(peer: &str, number: u64) -> Vec<u8> {
+    let mut k = repl_queue_prefix(peer);
+    k.extend_from_slice(&number.to_be_bytes());
+    k
+}
+
+/// The queue number stored in a replication queue key.
+pub fn number_of_repl_queue_key(k: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = k.get(k.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,15 @@ impl Record for u64 {}
 /// Presence markers (the GC queue).
 impl Record for () {}
 
+/// A removed version: copies of it with `seq <= seq` arriving from other nodes are stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub seq: u64,
+    pub removed_ms: u64,
+}
+
+impl Record for Tombstone {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
     Unversioned,

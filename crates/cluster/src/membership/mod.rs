@@ -278,6 +278,11 @@ impl Membership {
         &self.id
     }
 
+    /// The signing client for calls to peers.
+    pub fn client(&self) -> &PeerClient {
+        &self.client
+    }
+
     pub fn secret(&self) -> &ClusterSecret {
         &self.secret
     }

@@ -19,9 +19,11 @@ use serde::de::DeserializeOwned;
 use super::raft_store::{NodeId, PeerNode, TypeConfig};
 use super::sign::ClusterSecret;
 
-/// Largest `/internal/*` request or response body. Raft entries hold ring commands and
-/// snapshots hold the ring configuration: kilobytes; this leaves ample room.
-pub const MAX_INTERNAL_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Largest chunk a node sends another (the largest configurable chunk size).
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+/// Largest `/internal/*` request or response body: one chunk (a chunk fetch's answer)
+/// plus room for framing. Raft messages and replication batches are far smaller.
+pub const MAX_INTERNAL_BODY_BYTES: usize = MAX_CHUNK_BYTES + 1024 * 1024;
 /// Snapshots are sent in chunks of at most this many bytes.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -30,6 +32,8 @@ pub const PATH_RAFT_VOTE: &str = "/internal/raft/vote";
 pub const PATH_RAFT_SNAPSHOT: &str = "/internal/raft/snapshot";
 pub const PATH_HEARTBEAT: &str = "/internal/heartbeat";
 pub const PATH_JOIN: &str = "/internal/join";
+pub const PATH_REPLICATE: &str = "/internal/replicate";
+pub const PATH_CHUNK: &str = "/internal/chunk";
 
 /// Why a call to a peer failed below HTTP.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,19 @@ impl PeerClient {
             reason: e.to_string(),
         };
         let body = serde_json::to_vec(req).map_err(codec)?;
+        let answer = self.call_bytes(address, path, body, timeout).await?;
+        serde_json::from_slice(&answer).map_err(codec)
+    }
+
+    /// POST a signed body to `path` on `address`; the answer's body when it is a
+    /// success (2xx).
+    pub async fn call_bytes(
+        &self,
+        address: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
         let headers = self
             .secret
             .sign(&self.node_id, "POST", path, unix_now(), &body);
@@ -145,7 +162,7 @@ impl PeerClient {
                 })
         };
         match resp.status {
-            200..=299 => serde_json::from_slice(&resp.body).map_err(codec),
+            200..=299 => Ok(resp.body),
             // 401 is a signature the peer refused (the secrets differ). A 403 is a peer
             // not in a cluster yet (still starting or joining itself): worth retrying.
             401 => Err(PeerError::Unauthorized {

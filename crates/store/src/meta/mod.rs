@@ -36,10 +36,16 @@ pub enum Table {
     /// counter name → `u64` (e.g. `stored_bytes`): totals kept up to date in the same
     /// transactions that change them, so reading one costs no scan
     Usage,
+    /// `peer NUL queue number` → a replication operation still to deliver to that peer
+    /// (written in the same transaction as the change it replicates)
+    ReplQueue,
+    /// `bucket NUL key NUL version_id` → `Tombstone`: versions removed here, so a late
+    /// copy arriving from another node is not installed again
+    Tombstones,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 12] = [
         Table::Buckets,
         Table::Current,
         Table::Versions,
@@ -50,6 +56,8 @@ impl Table {
         Table::GcQueue,
         Table::BucketConfig,
         Table::Usage,
+        Table::ReplQueue,
+        Table::Tombstones,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +72,8 @@ impl Table {
             Table::GcQueue => "gc_queue",
             Table::BucketConfig => "bucket_config",
             Table::Usage => "usage",
+            Table::ReplQueue => "repl_queue",
+            Table::Tombstones => "tombstones",
         }
     }
 }

@@ -1,0 +1,486 @@
+//! Replication of changes to the other replicas of a key (docs/CLUSTER.md, "Writes").
+//!
+//! A change made here (a version installed or removed, a bucket changed) is queued for
+//! each other replica in the `repl_queue` table, in the same transaction as the change,
+//! so a queued change survives a crash exactly when the change does. One worker per
+//! peer sends the queue in order, in batches, reading the data each entry names when it
+//! sends it (a version overwritten meanwhile is simply skipped). Replicas fetch the
+//! chunks they lack from the sender, one verified chunk at a time, so no object is ever
+//! held in memory whole. Failed sends are retried with capped exponential backoff until
+//! the peer answers; a peer that was down catches up from its queue when it returns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketdb_store::keys::{
+    number_of_repl_queue_key, prefix_end, repl_queue_key, repl_queue_prefix, version_key,
+};
+use bucketdb_store::records::{ObjectRecord, Record, decode, encode};
+use bucketdb_store::{ChunkRef, KvRead, KvWrite, StoreError, Table};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::membership::Liveness;
+use crate::membership::network::{PATH_CHUNK, PATH_REPLICATE};
+use crate::membership::ring_state::MemberState;
+use crate::{Cluster, ClusterError};
+
+/// Most queued operations sent in one batch.
+pub const REPL_BATCH_OPS: usize = 64;
+/// A batch stops growing once its payloads (records and inline bodies) pass this size.
+pub const REPL_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Backoff between failed sends to a peer: doubles from the minimum up to the maximum.
+pub const REPL_BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const REPL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Longest a batch may take on the replica, which may fetch up to a batch's chunks.
+pub const REPL_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest one chunk fetch may take.
+pub const CHUNK_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an idle worker looks at its queue without being woken, and how often the
+/// set of workers is matched to the ring.
+pub const REPL_IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// The `usage` entry holding the next replication queue number.
+const QUEUE_COUNTER: &[u8] = b"repl_queue_next";
+
+/// A change to send to the other replicas; it names the data, which is read when sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplOp {
+    /// A version was installed or changed (tags): send its record (and inline body).
+    Version {
+        bucket: String,
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+    /// A version was removed.
+    Removed {
+        bucket: String,
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+    /// A bucket was created, changed or deleted: send its record and settings.
+    Bucket { name: String },
+}
+
+impl Record for ReplOp {}
+
+/// A queued operation with the data it names, as sent to a replica.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ReplPayload {
+    Version {
+        bucket: String,
+        /// The version's `ObjectRecord` in its stored encoding.
+        record: Vec<u8>,
+        inline: Option<Vec<u8>>,
+    },
+    Removed {
+        bucket: String,
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+    Bucket {
+        name: String,
+        /// `BucketRecord` and `BucketConfig` in their stored encodings; no record: the
+        /// bucket was deleted.
+        record: Option<Vec<u8>>,
+        config: Option<Vec<u8>>,
+    },
+}
+
+/// One call to a replica: operations in queue order, each with its queue number.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReplBatch {
+    pub source: String,
+    pub ops: Vec<(u64, ReplPayload)>,
+}
+
+/// The replica's answer: the queue numbers it applied (the others are retried).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReplAck {
+    pub applied: Vec<u64>,
+}
+
+fn codec(e: postcard::Error) -> ClusterError {
+    ClusterError::Codec(e.to_string())
+}
+
+pub fn encode_message<T: Serialize>(value: &T) -> Result<Vec<u8>, ClusterError> {
+    postcard::to_allocvec(value).map_err(codec)
+}
+
+pub fn decode_message<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T, ClusterError> {
+    postcard::from_bytes(bytes).map_err(codec)
+}
+
+impl Cluster {
+    /// Queue `op` for every other replica it concerns, inside the transaction making the
+    /// change. A standalone node queues nothing.
+    pub fn enqueue(&self, kv: &mut dyn KvWrite, op: &ReplOp) -> Result<(), StoreError> {
+        let targets = self.replication_targets(op);
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let mut next: u64 = kv
+            .get(Table::Usage, QUEUE_COUNTER)?
+            .map(|v| decode(&v))
+            .transpose()?
+            .unwrap_or(0);
+        let value = encode(op)?;
+        for peer in targets {
+            kv.put(Table::ReplQueue, &repl_queue_key(&peer, next), &value)?;
+            next += 1;
+        }
+        kv.put(Table::Usage, QUEUE_COUNTER, &encode(&next)?)?;
+        self.repl_wake.notify_waiters();
+        Ok(())
+    }
+
+    /// The other nodes an operation goes to: the key's other replicas, or every other
+    /// member for bucket changes.
+    fn replication_targets(&self, op: &ReplOp) -> Vec<String> {
+        let Some(m) = self.membership.get() else {
+            return Vec::new();
+        };
+        let me = self.node.id.as_str();
+        match op {
+            ReplOp::Version { bucket, key, .. } | ReplOp::Removed { bucket, key, .. } => self
+                .placement()
+                .map(|ring| {
+                    ring.replicas(bucket, key)
+                        .into_iter()
+                        .filter(|id| *id != me)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ReplOp::Bucket { .. } => m
+                .ring()
+                .members
+                .values()
+                .filter(|x| x.id != me && x.state != MemberState::Removed)
+                .map(|x| x.id.clone())
+                .collect(),
+        }
+    }
+
+    /// Operations still queued for `peer` (for status and tests).
+    pub fn queued_for(&self, peer: &str) -> Result<u64, ClusterError> {
+        let kv = self.meta.read()?;
+        let prefix = repl_queue_prefix(peer);
+        let end = prefix_end(&prefix);
+        let mut from = prefix;
+        let mut n = 0u64;
+        loop {
+            let page = kv.scan(Table::ReplQueue, &from, end.as_deref(), REPL_BATCH_OPS)?;
+            n += page.len() as u64;
+            match page.last() {
+                Some((k, _)) if page.len() == REPL_BATCH_OPS => {
+                    from = k.clone();
+                    from.push(0);
+                }
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    /// Start one sender per peer (more as members join) until `stop`.
+    pub fn spawn_replication(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+            let mut stop_rx = stop.clone();
+            loop {
+                if *stop_rx.borrow() {
+                    break;
+                }
+                if let Some(m) = me.membership.get() {
+                    for member in m.ring().members.values() {
+                        if member.id == me.node.id || workers.contains_key(&member.id) {
+                            continue;
+                        }
+                        let worker = me.clone().run_sender(member.id.clone(), stop.clone());
+                        workers.insert(member.id.clone(), tokio::spawn(worker));
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(REPL_IDLE_POLL) => {}
+                    _ = stop_rx.changed() => {}
+                }
+            }
+            for (_, w) in workers {
+                let _ = w.await;
+            }
+        })
+    }
+
+    async fn run_sender(self: Arc<Self>, peer: String, mut stop: watch::Receiver<bool>) {
+        let mut backoff = REPL_BACKOFF_MIN;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            // Register for wake-ups before looking, so a change queued meanwhile is seen.
+            let woken = self.repl_wake.notified();
+            let wait = match self.send_batch(&peer).await {
+                Ok(0) => {
+                    backoff = REPL_BACKOFF_MIN;
+                    tokio::select! {
+                        () = woken => continue,
+                        _ = tokio::time::sleep(REPL_IDLE_POLL) => continue,
+                        _ = stop.changed() => continue,
+                    }
+                }
+                Ok(_) => {
+                    backoff = REPL_BACKOFF_MIN;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %peer, error = %e, "replication to peer failed; retrying");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(REPL_BACKOFF_MAX);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Send the next batch queued for `peer`; how many entries left the queue.
+    async fn send_batch(&self, peer: &str) -> Result<usize, ClusterError> {
+        let Some(m) = self.membership.get() else {
+            return Ok(0);
+        };
+        let ring = m.ring();
+        let (batch, done) = self.next_batch(peer)?;
+        let address = match ring.members.get(peer) {
+            Some(member) if member.state != MemberState::Removed => member.address.clone(),
+            // A removed member gets nothing more: its queue is dropped.
+            _ => {
+                let all: Vec<u64> = batch.ops.iter().map(|(n, _)| *n).chain(done).collect();
+                return self.dequeue(peer, all).await;
+            }
+        };
+        let mut finished = done;
+        if !batch.ops.is_empty() {
+            let body = encode_message(&batch)?;
+            let answer = m
+                .client()
+                .call_bytes(&address, PATH_REPLICATE, body, REPL_CALL_TIMEOUT)
+                .await?;
+            let ack: ReplAck = decode_message(&answer)?;
+            finished.extend(ack.applied);
+        }
+        self.dequeue(peer, finished).await
+    }
+
+    /// The next batch for `peer`, and the queue numbers of entries with nothing left to
+    /// send (their version was overwritten or removed since).
+    fn next_batch(&self, peer: &str) -> Result<(ReplBatch, Vec<u64>), ClusterError> {
+        let kv = self.meta.read()?;
+        let prefix = repl_queue_prefix(peer);
+        let end = prefix_end(&prefix);
+        let entries = kv.scan(Table::ReplQueue, &prefix, end.as_deref(), REPL_BATCH_OPS)?;
+        let mut batch = ReplBatch {
+            source: self.node.id.clone(),
+            ops: Vec::new(),
+        };
+        let mut superseded = Vec::new();
+        let mut bytes = 0usize;
+        for (k, v) in entries {
+            let Some(number) = number_of_repl_queue_key(&k) else {
+                continue;
+            };
+            let op: ReplOp = decode(&v)?;
+            match materialise(kv.as_ref(), op)? {
+                Some(payload) => {
+                    bytes += payload_size(&payload);
+                    batch.ops.push((number, payload));
+                }
+                None => superseded.push(number),
+            }
+            if bytes >= REPL_BATCH_BYTES {
+                break;
+            }
+        }
+        Ok((batch, superseded))
+    }
+
+    async fn dequeue(&self, peer: &str, numbers: Vec<u64>) -> Result<usize, ClusterError> {
+        if numbers.is_empty() {
+            return Ok(0);
+        }
+        let n = numbers.len();
+        let peer = peer.to_string();
+        self.meta
+            .write(move |kv| -> Result<(), StoreError> {
+                for number in numbers {
+                    kv.delete(Table::ReplQueue, &repl_queue_key(&peer, number))?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(n)
+    }
+
+    /// Make sure this node holds `chunk`, fetching it from `source` if not: verified
+    /// against its length and SHA-256 before it is written (durably, under the same id).
+    pub async fn fetch_chunk(&self, source: &str, chunk: &ChunkRef) -> Result<(), ClusterError> {
+        let present = self
+            .meta
+            .read()?
+            .get(Table::Chunks, &chunk.id.to_bytes())?
+            .is_some();
+        if present {
+            return Ok(());
+        }
+        let m = self
+            .membership
+            .get()
+            .ok_or_else(|| ClusterError::Codec("not in a cluster".into()))?;
+        let address = m
+            .ring()
+            .members
+            .get(source)
+            .map(|x| x.address.clone())
+            .ok_or_else(|| ClusterError::UnknownNode(source.to_string()))?;
+        let data = m
+            .client()
+            .call_bytes(
+                &address,
+                PATH_CHUNK,
+                encode_message(chunk)?,
+                CHUNK_FETCH_TIMEOUT,
+            )
+            .await?;
+        let store = self.chunks.clone();
+        let chunk = chunk.clone();
+        tokio::task::spawn_blocking(move || store.write_replica(&chunk, &data))
+            .await
+            .map_err(|e| ClusterError::Task(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Answer a peer's chunk fetch: the chunk's bytes from this node's disk, verified.
+    pub async fn serve_chunk(&self, request: &[u8]) -> Result<Bytes, ClusterError> {
+        let chunk: ChunkRef = decode_message(request)?;
+        self.read_local_chunk(chunk).await
+    }
+
+    /// Fetch `chunk` from the first live peer that has it intact, store it here and
+    /// return its bytes.
+    pub(crate) async fn repair_chunk(&self, chunk: &ChunkRef) -> Result<Bytes, ClusterError> {
+        let m = self
+            .membership
+            .get()
+            .ok_or_else(|| ClusterError::Codec("not in a cluster".into()))?;
+        let request = encode_message(chunk)?;
+        let mut last = ClusterError::UnknownNode("no live peer".into());
+        for peer in m.ring().members.values() {
+            if peer.id == self.node.id
+                || peer.state == MemberState::Removed
+                || m.liveness_of(&peer.id).0 == Liveness::Down
+            {
+                continue;
+            }
+            let answer = m
+                .client()
+                .call_bytes(
+                    &peer.address,
+                    PATH_CHUNK,
+                    request.clone(),
+                    CHUNK_FETCH_TIMEOUT,
+                )
+                .await;
+            let data = match answer {
+                Ok(d) => d,
+                Err(e) => {
+                    last = e.into();
+                    continue;
+                }
+            };
+            let store = self.chunks.clone();
+            let c = chunk.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                store.write_replica(&c, &data).map(|()| Bytes::from(data))
+            })
+            .await
+            .map_err(|e| ClusterError::Task(e.to_string()))?;
+            match written {
+                Ok(data) => {
+                    self.chunks_repaired
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(chunk = %chunk.id, from = %peer.id, "chunk repaired from a peer");
+                    return Ok(data);
+                }
+                Err(e) => last = e.into(),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The data a queued operation names, or `None` when it no longer exists.
+fn materialise(kv: &dyn KvRead, op: ReplOp) -> Result<Option<ReplPayload>, StoreError> {
+    Ok(match op {
+        ReplOp::Version {
+            bucket,
+            key,
+            version_id,
+            seq,
+        } => {
+            let vkey = version_key(&bucket, &key, seq);
+            let Some(record) = kv.get(Table::Versions, &vkey)? else {
+                return Ok(None);
+            };
+            let rec: ObjectRecord = decode(&record)?;
+            if rec.version_id != version_id {
+                return Ok(None);
+            }
+            let inline = kv.get(Table::Inline, &vkey)?;
+            Some(ReplPayload::Version {
+                bucket,
+                record,
+                inline,
+            })
+        }
+        ReplOp::Removed {
+            bucket,
+            key,
+            version_id,
+            seq,
+        } => Some(ReplPayload::Removed {
+            bucket,
+            key,
+            version_id,
+            seq,
+        }),
+        ReplOp::Bucket { name } => Some(ReplPayload::Bucket {
+            record: kv.get(Table::Buckets, name.as_bytes())?,
+            config: kv.get(Table::BucketConfig, name.as_bytes())?,
+            name,
+        }),
+    })
+}
+
+fn payload_size(p: &ReplPayload) -> usize {
+    match p {
+        ReplPayload::Version { record, inline, .. } => {
+            record.len() + inline.as_ref().map_or(0, Vec::len)
+        }
+        ReplPayload::Removed { key, .. } => key.len(),
+        ReplPayload::Bucket { record, config, .. } => {
+            record.as_ref().map_or(0, Vec::len) + config.as_ref().map_or(0, Vec::len)
+        }
+    }
+}

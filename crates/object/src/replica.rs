@@ -1,0 +1,201 @@
+//! Applying changes another node replicated here (`/internal/replicate`).
+//!
+//! Every version carries the `seq` its coordinator gave it, so replicas order versions
+//! the same way whatever order changes arrive in: a copy older than what is stored, or
+//! than a removal remembered in `tombstones`, is ignored; a newer one replaces it. Changes
+//! applied here are not queued again: only the node where a change was made sends it.
+
+use std::sync::Arc;
+
+use bucketdb_cluster::replication::{
+    ReplAck, ReplBatch, ReplPayload, decode_message, encode_message,
+};
+use bucketdb_store::keys::{bucket_prefix, prefix_end, tombstone_key, version_key};
+use bucketdb_store::records::{BucketConfig, BucketRecord, ObjectRecord, decode, encode};
+use bucketdb_store::{KvWrite, Table};
+
+use crate::ObjectService;
+use crate::error::{ObjectError, Result};
+use crate::names::{validate_bucket_name, validate_key};
+use crate::refs::add_refs;
+use crate::usage::count_version;
+use crate::versions::{
+    find_version, load_bucket, refresh_current, remove_version_entry, tombstone_seq,
+    write_tombstone,
+};
+
+impl ObjectService {
+    /// Apply a batch a peer sent; answers which of its operations were applied (the
+    /// sender retries the rest later).
+    pub async fn apply_replicated(self: &Arc<Self>, body: &[u8]) -> Result<Vec<u8>> {
+        let batch: ReplBatch = decode_message(body)?;
+        let mut ack = ReplAck::default();
+        for (number, payload) in batch.ops {
+            match self.apply_payload(&batch.source, payload).await {
+                Ok(()) => ack.applied.push(number),
+                Err(e) => {
+                    tracing::debug!(source = %batch.source, error = %e, "replicated change not applied yet");
+                }
+            }
+        }
+        Ok(encode_message(&ack)?)
+    }
+
+    async fn apply_payload(self: &Arc<Self>, source: &str, payload: ReplPayload) -> Result<()> {
+        match payload {
+            ReplPayload::Version {
+                bucket,
+                record,
+                inline,
+            } => {
+                let rec: ObjectRecord = decode(&record)?;
+                validate_bucket_name(&bucket)?;
+                validate_key(&rec.key)?;
+                for chunk in rec.chunks() {
+                    self.cluster.fetch_chunk(source, chunk).await?;
+                }
+                let svc = self.clone();
+                let freed = self
+                    .cluster
+                    .meta()
+                    .write(move |kv| svc.install_replica(kv, &bucket, rec, inline.as_deref()))
+                    .await?;
+                self.wake_gc(freed);
+            }
+            ReplPayload::Removed {
+                bucket,
+                key,
+                version_id,
+                seq,
+            } => {
+                let now_ms = self.now_ms();
+                let freed = self
+                    .cluster
+                    .meta()
+                    .write(move |kv| -> Result<bool> {
+                        if load_bucket(kv, &bucket).is_err() {
+                            return Ok(false);
+                        }
+                        let mut freed = false;
+                        if let Some((vkey, old)) = find_version(kv, &bucket, &key, &version_id)?
+                            && old.seq <= seq
+                        {
+                            freed = remove_version_entry(kv, &vkey, &old, now_ms)?;
+                            refresh_current(kv, &bucket, &key)?;
+                        }
+                        write_tombstone(kv, &bucket, &key, &version_id, seq, now_ms)?;
+                        Ok(freed)
+                    })
+                    .await?;
+                self.wake_gc(freed);
+            }
+            ReplPayload::Bucket {
+                name,
+                record,
+                config,
+            } => {
+                validate_bucket_name(&name)?;
+                self.cluster
+                    .meta()
+                    .write(move |kv| apply_bucket(kv, &name, record, config))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Install a version made on another node, unless this node already has it or
+    /// something newer in its place. Returns whether chunks became garbage.
+    fn install_replica(
+        &self,
+        kv: &mut dyn KvWrite,
+        bucket: &str,
+        rec: ObjectRecord,
+        inline: Option<&[u8]>,
+    ) -> Result<bool> {
+        load_bucket(kv, bucket)?;
+        let key = rec.key.clone();
+        let now_ms = self.now_ms();
+        let tkey = tombstone_key(bucket, &key, &rec.version_id);
+        if tombstone_seq(kv, &tkey)?.is_some_and(|removed| removed >= rec.seq) {
+            return Ok(false);
+        }
+        let mut freed = false;
+        if let Some((vkey, old)) = find_version(kv, bucket, &key, &rec.version_id)? {
+            if old.seq > rec.seq {
+                return Ok(false);
+            }
+            if old.seq == rec.seq {
+                // The same version changed (its tags): same chunks, same size.
+                kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
+                refresh_current(kv, bucket, &key)?;
+                return Ok(false);
+            }
+            freed |= remove_version_entry(kv, &vkey, &old, now_ms)?;
+        }
+        let vkey = version_key(bucket, &key, rec.seq);
+        if let Some(other) = kv.get(Table::Versions, &vkey)? {
+            // Two coordinators gave different versions the same seq: every replica keeps
+            // the one with the greater version id, so they all agree.
+            let other: ObjectRecord = decode(&other)?;
+            if other.version_id >= rec.version_id {
+                return Ok(freed);
+            }
+            freed |= remove_version_entry(kv, &vkey, &other, now_ms)?;
+        }
+        kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
+        if let Some(data) = inline {
+            kv.put(Table::Inline, &vkey, data)?;
+        }
+        add_refs(kv, rec.chunks())?;
+        count_version(kv, &rec, true)?;
+        refresh_current(kv, bucket, &key)?;
+        Ok(freed)
+    }
+}
+
+/// Make a bucket look as it does on the node that changed it: created or updated with
+/// its record and settings, or deleted once it is empty here too (until then the sender
+/// retries, as the removals of its objects arrive).
+fn apply_bucket(
+    kv: &mut dyn KvWrite,
+    name: &str,
+    record: Option<Vec<u8>>,
+    config: Option<Vec<u8>>,
+) -> Result<()> {
+    match record {
+        Some(record) => {
+            let rec: BucketRecord = decode(&record)?;
+            if rec.name != name {
+                return Err(ObjectError::InvalidArgument(
+                    "a replicated bucket record names another bucket".into(),
+                ));
+            }
+            kv.put(Table::Buckets, name.as_bytes(), &record)?;
+            match config {
+                Some(c) => {
+                    decode::<BucketConfig>(&c)?;
+                    kv.put(Table::BucketConfig, name.as_bytes(), &c)?;
+                }
+                None => {
+                    kv.delete(Table::BucketConfig, name.as_bytes())?;
+                }
+            }
+        }
+        None => {
+            if kv.get(Table::Buckets, name.as_bytes())?.is_none() {
+                return Ok(());
+            }
+            let prefix = bucket_prefix(name);
+            let end = prefix_end(&prefix);
+            for t in [Table::Current, Table::Versions, Table::Uploads] {
+                if !kv.scan(t, &prefix, end.as_deref(), 1)?.is_empty() {
+                    return Err(ObjectError::BucketNotEmpty(name.to_string()));
+                }
+            }
+            kv.delete(Table::Buckets, name.as_bytes())?;
+            kv.delete(Table::BucketConfig, name.as_bytes())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Shared harness of the cluster tests: real `bucketdb` processes on loopback, each
+//! with its own directories and ports, started, killed (-9) and restarted; and polling
+//! helpers with a deadline (nothing sleeps to synchronise).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ACCESS_KEY: &str = "BKCLUSTERTEST0001";
+pub const SECRET_KEY: &str = "ClusterTestSecretKey0123456789abcdefghij";
+pub const CLUSTER_SECRET: &str = "cluster-membership-test-secret-0123";
+/// Small liveness timings so the test stays short.
+pub const HEARTBEAT: &str = "200ms";
+pub const NODE_DOWN_TIMEOUT: &str = "2s";
+/// Longest wait for anything (a start, a join, a liveness change).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// A free loopback port: bind port 0, note the port, release it. Nodes keep the same
+/// port across restarts (their address is part of the agreed ring).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+pub struct Node {
+    pub name: &'static str,
+    pub root: PathBuf,
+    pub http_port: u16,
+    pub s3_port: u16,
+    pub child: Option<Child>,
+    pub starts: usize,
+}
+
+impl Node {
+    pub fn new(root: &Path, name: &'static str) -> Node {
+        Node {
+            name,
+            root: root.join(name),
+            http_port: free_port(),
+            s3_port: free_port(),
+            child: None,
+            starts: 0,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join(format!("log-{}.txt", self.starts))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn start(&mut self, secret: &str, extra: &[&str]) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        self.starts += 1;
+        std::fs::create_dir_all(&self.root).expect("node dir");
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketdb"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("BUCKETDB_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("server")
+            .arg("--storage-path")
+            .arg(self.root.join("data"))
+            .arg("--metadata-path")
+            .arg(self.root.join("meta"))
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--s3-addr", &format!("127.0.0.1:{}", self.s3_port)])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args(["--heartbeat-interval", HEARTBEAT])
+            .args(["--node-down-timeout", NODE_DOWN_TIMEOUT])
+            .args(extra)
+            .env("BUCKETDB_CLUSTER_SECRET", secret)
+            .env("BUCKETDB_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2));
+        self.child = Some(cmd.spawn().expect("spawning bucketdb"));
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(status.success(), "{} exited with {status}", self.name);
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("{} did not stop; log:\n{}", self.name, self.log());
+                }
+            }
+        }
+    }
+
+    /// The exit status, once the process has exited by itself (with a deadline).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let c = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit; log:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+pub async fn cluster(c: &reqwest::Client, n: &Node) -> Option<Value> {
+    let resp = c
+        .get(n.url("/cluster"))
+        .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+pub async fn ready(c: &reqwest::Client, n: &Node) -> bool {
+    matches!(c.get(n.url("/health/ready")).send().await, Ok(r) if r.status() == 200)
+}
+
+/// Poll `f` until it returns `Some`, or fail after [`DEADLINE`] with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, nodes: &[&Node], mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- {} ---\n{}", n.name, n.log()))
+                .collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Each member's liveness in `status`, by address port.
+pub fn liveness_of(status: &Value, port: u16) -> Option<String> {
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["address"].as_str() == Some(&format!("127.0.0.1:{port}")))
+        .and_then(|n| n["liveness"].as_str().map(String::from))
+}
+
+/// The ring version when `nodes` all report the same 3 active members, all alive.
+pub async fn agreed_ring(c: &reqwest::Client, nodes: &[&Node]) -> Option<u64> {
+    let mut version = None;
+    for n in nodes {
+        let s = cluster(c, n).await?;
+        let members = s["nodes"].as_array()?;
+        if members.len() != nodes.len()
+            || members
+                .iter()
+                .any(|m| m["state"] != "active" || m["liveness"] != "alive")
+        {
+            return None;
+        }
+        let v = s["ringVersion"].as_u64()?;
+        if version.is_some_and(|x| x != v) {
+            return None;
+        }
+        version = Some(v);
+    }
+    version
+}
