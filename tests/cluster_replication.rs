@@ -164,6 +164,20 @@ fn chunk_digests(root: &Path) -> BTreeMap<String, usize> {
     out
 }
 
+/// Wait until no node has changes queued for another and all hold the same chunk files.
+async fn storage_converges(rest: &Rest<'_>, all: &[&Node]) {
+    eventually("queues drained and chunk files equal", all, || async {
+        for n in all {
+            if backlog(rest, n).await? != 0 {
+                return None;
+            }
+        }
+        let digests: Vec<_> = all.iter().map(|n| chunk_digests(&n.root)).collect();
+        digests.windows(2).all(|w| w[0] == w[1]).then_some(())
+    })
+    .await;
+}
+
 /// Replication entries each node still holds for its peers (from `/cluster`).
 async fn backlog(rest: &Rest<'_>, n: &Node) -> Option<u64> {
     let s = rest.json(n, "/cluster").await?;
@@ -306,16 +320,7 @@ async fn async_writes_reach_every_replica_and_a_killed_node_catches_up() {
             .count(),
         1
     );
-    eventually("queues drained and chunk files equal", &all, || async {
-        for n in all {
-            if backlog(&rest, n).await? != 0 {
-                return None;
-            }
-        }
-        let digests: Vec<_> = all.iter().map(|n| chunk_digests(&n.root)).collect();
-        (digests[0] == digests[1] && digests[1] == digests[2]).then_some(())
-    })
-    .await;
+    storage_converges(&rest, &all).await;
 
     // Damage every chunk file on c: reads through c still return the right bytes,
     // fetched from a peer, and c's files are rewritten (repaired).
@@ -336,6 +341,121 @@ async fn async_writes_reach_every_replica_and_a_killed_node_catches_up() {
     for n in [&mut a, &mut b, &mut cc] {
         n.stop();
     }
+    fsck_clean(&[&a, &b, &cc]);
+}
+
+/// `bucketdb fsck` finds every stopped node's store consistent (every chunk file
+/// referenced and intact, reference counts right).
+fn fsck_clean(nodes: &[&Node]) {
+    for n in nodes {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bucketdb"))
+            .arg("fsck")
+            .arg("--storage-path")
+            .arg(n.root.join("data"))
+            .arg("--metadata-path")
+            .arg(n.root.join("meta"))
+            .output()
+            .expect("running bucketdb fsck");
+        assert!(
+            out.status.success(),
+            "fsck of {}: {}{}",
+            n.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = client();
+    let rest = Rest { c: &c };
+    let mut a = Node::new(dir.path(), "a");
+    let mut b = Node::new(dir.path(), "b");
+    let mut cc = Node::new(dir.path(), "c");
+    let join_a = a.url("");
+    let quorum = ["--quorum-required", "true", "--replication-timeout", "2s"];
+    a.start(
+        CLUSTER_SECRET,
+        &args(&[&quorum[..], &["--bootstrap"]].concat()),
+    );
+    eventually("a ready", &[&a], || async {
+        ready(&c, &a).await.then_some(())
+    })
+    .await;
+    b.start(
+        CLUSTER_SECRET,
+        &args(&[&quorum[..], &["--join", &join_a]].concat()),
+    );
+    cc.start(
+        CLUSTER_SECRET,
+        &args(&[&quorum[..], &["--join", &join_a]].concat()),
+    );
+    let all = [&a, &b, &cc];
+    eventually("3 members", &all, || agreed_ring(&c, &all)).await;
+    let status = rest.json(&b, "/cluster").await.expect("status");
+    assert_eq!(status["quorumRequired"], true, "{status}");
+
+    rest.create_bucket(&a, "quorum").await;
+    eventually("the bucket everywhere", &all, || async {
+        for n in all {
+            rest.json(n, "/buckets/quorum").await?;
+        }
+        Some(())
+    })
+    .await;
+    let first = body_of(5, 200 * 1024);
+    rest.put(&a, "quorum", "first.bin", &first).await;
+    // Acknowledged means visible on the coordinator at once.
+    assert_eq!(
+        rest.get(&a, "quorum", "first.bin").await,
+        Some(first.clone())
+    );
+
+    // One replica down: a majority (2 of 3) is still there.
+    cc.kill_9();
+    let second = body_of(6, 100 * 1024);
+    rest.put(&b, "quorum", "second.bin", &second).await;
+
+    // Two down: quorum writes fail with 503, and the refused write is not visible.
+    b.kill_9();
+    for (key, len) in [("refused.bin", 150 * 1024), ("refused.txt", 10)] {
+        let url = a.url(&format!("/objects/quorum/{key}"));
+        let r = rest.send(c.post(url).body(body_of(7, len))).await;
+        assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+        let body: Value = r.json().await.unwrap_or_default();
+        assert_eq!(body["error"]["code"], "ServiceUnavailable", "{body}");
+        assert_eq!(rest.get(&a, "quorum", key).await, None);
+    }
+
+    // Both return: the acknowledged writes reach every node, the refused ones none.
+    b.start(CLUSTER_SECRET, &args(&[]));
+    cc.start(CLUSTER_SECRET, &args(&[]));
+    let all = [&a, &b, &cc];
+    for n in all {
+        eventually("acknowledged writes everywhere", &all, || async {
+            let ok = rest.get(n, "quorum", "first.bin").await.as_ref() == Some(&first)
+                && rest.get(n, "quorum", "second.bin").await.as_ref() == Some(&second);
+            ok.then_some(())
+        })
+        .await;
+    }
+    storage_converges(&rest, &all).await;
+    for n in all {
+        for key in ["refused.bin", "refused.txt"] {
+            assert_eq!(
+                rest.get(n, "quorum", key).await,
+                None,
+                "{key} on {}",
+                n.name
+            );
+        }
+    }
+    for n in [&mut a, &mut b, &mut cc] {
+        n.stop();
+    }
+    fsck_clean(&[&a, &b, &cc]);
 }
 
 /// Flip one byte in every chunk file on a node; how many.

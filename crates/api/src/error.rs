@@ -77,7 +77,9 @@ impl ApiError {
                 O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
                     (S::INTERNAL_SERVER_ERROR, "InternalError")
                 }
-                O::Replication(_) => (S::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+                O::Replication(_) | O::QuorumNotReached { .. } => {
+                    (S::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+                }
             },
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "InvalidRequest"),
             ApiError::MalformedJson(_) => (S::BAD_REQUEST, "MalformedJSON"),

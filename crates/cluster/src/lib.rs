@@ -187,12 +187,22 @@ impl Cluster {
         self.config.replication_factor.clamp(1, 1)
     }
 
+    /// Longest a quorum write waits for its replicas.
+    pub fn replication_timeout_ms(&self) -> u64 {
+        self.config.replication_timeout_ms
+    }
+
     pub fn set_quorum(&self, required: bool) {
         self.quorum.store(required, Ordering::SeqCst);
     }
 
+    /// Whether writes wait for a quorum: the agreed ring's setting in a cluster (every
+    /// node applies the same), this node's own otherwise.
     pub fn quorum_required(&self) -> bool {
-        self.quorum.load(Ordering::SeqCst)
+        match self.membership.get() {
+            Some(m) => m.ring().quorum_required,
+            None => self.quorum.load(Ordering::SeqCst),
+        }
     }
 
     /// Store a chunk on its replicas (here: the local disk) and return its reference.

@@ -90,6 +90,32 @@ pub enum ReplPayload {
         record: Option<Vec<u8>>,
         config: Option<Vec<u8>>,
     },
+    /// Quorum mode, first phase: hold this version (chunks fetched and kept, record
+    /// staged, invisible) until the coordinator's `Version` (its commit) or `Abort`.
+    Prepare {
+        bucket: String,
+        record: Vec<u8>,
+        inline: Option<Vec<u8>>,
+    },
+    /// Quorum mode: the coordinator gave up on a prepared version.
+    Abort {
+        bucket: String,
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+}
+
+/// Where a key's copies live, for a quorum write coordinated here.
+#[derive(Clone, Debug)]
+pub struct QuorumPlan {
+    /// The key's replicas other than this node: (node id, address).
+    pub peers: Vec<(String, String)>,
+    /// Whether this node is one of the key's replicas.
+    pub local: bool,
+    /// Copies that must be durable before the write is acknowledged: a majority of the
+    /// key's replicas.
+    pub needed: usize,
 }
 
 /// One call to a replica: operations in queue order, each with its queue number.
@@ -166,6 +192,79 @@ impl Cluster {
                 .map(|x| x.id.clone())
                 .collect(),
         }
+    }
+
+    /// The replicas a quorum write of `bucket/key` needs; `None` outside a cluster.
+    pub fn quorum_plan(&self, bucket: &str, key: &str) -> Option<QuorumPlan> {
+        let m = self.membership.get()?;
+        let ring = self.placement()?;
+        let state = m.ring();
+        let replicas = ring.replicas(bucket, key);
+        let me = self.node.id.as_str();
+        Some(QuorumPlan {
+            peers: replicas
+                .iter()
+                .filter(|id| **id != me)
+                .filter_map(|id| {
+                    let member = state.members.get(*id)?;
+                    Some((member.id.clone(), member.address.clone()))
+                })
+                .collect(),
+            local: replicas.contains(&me),
+            needed: replicas.len() / 2 + 1,
+        })
+    }
+
+    /// Send `payload` to each of `peers` at once; waits until `enough` of them applied
+    /// it or `timeout` passed, and returns the ids of those that did by then. Calls
+    /// still running go on in the background (a late `Prepare` is undone by the
+    /// coordinator's `Abort`, or made visible by its commit).
+    pub async fn send_now(
+        &self,
+        peers: &[(String, String)],
+        payload: ReplPayload,
+        enough: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let m = self
+            .membership
+            .get()
+            .ok_or_else(|| ClusterError::Codec("not in a cluster".into()))?;
+        let body = encode_message(&ReplBatch {
+            source: self.node.id.clone(),
+            ops: vec![(0, payload)],
+        })?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(peers.len().max(1));
+        for (id, address) in peers {
+            let (client, tx) = (m.client().clone(), tx.clone());
+            let (id, address, body) = (id.clone(), address.clone(), body.clone());
+            tokio::spawn(async move {
+                let answer = client
+                    .call_bytes(&address, PATH_REPLICATE, body, timeout)
+                    .await;
+                let applied = match answer {
+                    Ok(bytes) => {
+                        decode_message::<ReplAck>(&bytes).is_ok_and(|ack| ack.applied.contains(&0))
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %id, error = %e, "synchronous replication failed");
+                        false
+                    }
+                };
+                let _ = tx.send((id, applied)).await;
+            });
+        }
+        drop(tx);
+        let mut applied = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while applied.len() < enough {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((id, true))) => applied.push(id),
+                Ok(Some((_, false))) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(applied)
     }
 
     /// Operations still queued for `peer` (for status and tests).
@@ -482,5 +581,9 @@ fn payload_size(p: &ReplPayload) -> usize {
         ReplPayload::Bucket { record, config, .. } => {
             record.as_ref().map_or(0, Vec::len) + config.as_ref().map_or(0, Vec::len)
         }
+        ReplPayload::Prepare { record, inline, .. } => {
+            record.len() + inline.as_ref().map_or(0, Vec::len)
+        }
+        ReplPayload::Abort { key, .. } => key.len(),
     }
 }

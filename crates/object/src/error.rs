@@ -55,6 +55,9 @@ pub enum ObjectError {
     Store(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Quorum mode: too few replicas stored the write in time; nothing was stored.
+    #[error("only {durable} of the {needed} copies a quorum write needs were stored in time")]
+    QuorumNotReached { durable: usize, needed: usize },
     /// A change from (or to) another node could not be applied; the sender retries.
     #[error("replication: {0}")]
     Replication(String),

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bucketdb_store::keys::SEP;
-use bucketdb_store::records::{Body, ObjectRecord, PartRecord, UploadRecord, decode};
+use bucketdb_store::records::{
+    Body, ObjectRecord, PartRecord, PendingVersion, UploadRecord, decode,
+};
 use bucketdb_store::{
     ChunkHealth, ChunkId, ChunkRef, ChunkStore, KvEngine, KvRead, KvWrite, OsRandom, RedbEngine,
     StdDisk, StoreError, StoredFile, Table,
@@ -359,6 +361,12 @@ impl Checker<'_> {
             let part: PartRecord = decode(v)?;
             self.report.counts.parts_checked += 1;
             self.expect(&part.chunks);
+            Ok(())
+        })?;
+        // Versions prepared here by a quorum write hold their chunks too.
+        for_each_entry(kv, Table::Pending, &mut |_, v| {
+            let pending: PendingVersion = decode(v)?;
+            self.expect(pending.record.chunks());
             Ok(())
         })
     }

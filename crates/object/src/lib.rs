@@ -15,6 +15,7 @@ mod list;
 mod multipart;
 pub mod names;
 mod put;
+mod quorum;
 mod refs;
 mod replica;
 mod tags;

@@ -150,10 +150,21 @@ impl ObjectService {
             headers: opts.headers,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
+        let mut rec = rec;
+        let prepared = match new_bucket {
+            // A bucket created by this write is not on the replicas yet: the write
+            // replicates after its commit, like the bucket.
+            Some(_) if self.head_bucket(bucket).is_err() => None,
+            _ => {
+                self.prepare_quorum(bucket, &mut rec, inline.as_deref())
+                    .await?
+            }
+        };
         let bucket = bucket.to_string();
         let svc = self.clone();
         let conditions = opts.write_conditions;
-        let (rec, freed) = ingested
+        let attempt = (bucket.clone(), rec.clone());
+        let committed = ingested
             .guard
             .commit(async move {
                 let writer = svc.clone();
@@ -168,7 +179,16 @@ impl ObjectService {
                     })
                     .await
             })
-            .await?;
+            .await;
+        let (rec, freed) = match committed {
+            Ok(done) => done,
+            Err(e) => {
+                if let Some(p) = prepared {
+                    self.abort_prepared(&attempt.0, &attempt.1, p);
+                }
+                return Err(e);
+            }
+        };
         self.wake_gc(freed);
         Ok(rec)
     }

@@ -17,6 +17,7 @@ use bucketdb_store::{KvWrite, Table};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
+use crate::quorum::{hold_prepared, release_prepared};
 use crate::refs::add_refs;
 use crate::usage::count_version;
 use crate::versions::{
@@ -48,19 +49,12 @@ impl ObjectService {
                 record,
                 inline,
             } => {
-                let rec: ObjectRecord = decode(&record)?;
-                validate_bucket_name(&bucket)?;
-                validate_key(&rec.key)?;
-                for chunk in rec.chunks() {
-                    self.cluster.fetch_chunk(source, chunk).await?;
-                }
+                let rec = self.receive_version(source, &bucket, &record).await?;
                 let svc = self.clone();
-                let freed = self
-                    .cluster
-                    .meta()
-                    .write(move |kv| svc.install_replica(kv, &bucket, rec, inline.as_deref()))
-                    .await?;
-                self.wake_gc(freed);
+                self.write_freeing(move |kv| {
+                    svc.install_replica(kv, &bucket, rec, inline.as_deref())
+                })
+                .await?;
             }
             ReplPayload::Removed {
                 bucket,
@@ -69,25 +63,45 @@ impl ObjectService {
                 seq,
             } => {
                 let now_ms = self.now_ms();
-                let freed = self
-                    .cluster
+                self.write_freeing(move |kv| {
+                    if load_bucket(kv, &bucket).is_err() {
+                        return Ok(false);
+                    }
+                    let mut freed = false;
+                    if let Some((vkey, old)) = find_version(kv, &bucket, &key, &version_id)?
+                        && old.seq <= seq
+                    {
+                        freed = remove_version_entry(kv, &vkey, &old, now_ms)?;
+                        refresh_current(kv, &bucket, &key)?;
+                    }
+                    write_tombstone(kv, &bucket, &key, &version_id, seq, now_ms)?;
+                    Ok(freed)
+                })
+                .await?;
+            }
+            ReplPayload::Prepare {
+                bucket,
+                record,
+                inline,
+            } => {
+                let rec = self.receive_version(source, &bucket, &record).await?;
+                let (source, now_ms) = (source.to_string(), self.now_ms());
+                self.cluster
                     .meta()
-                    .write(move |kv| -> Result<bool> {
-                        if load_bucket(kv, &bucket).is_err() {
-                            return Ok(false);
-                        }
-                        let mut freed = false;
-                        if let Some((vkey, old)) = find_version(kv, &bucket, &key, &version_id)?
-                            && old.seq <= seq
-                        {
-                            freed = remove_version_entry(kv, &vkey, &old, now_ms)?;
-                            refresh_current(kv, &bucket, &key)?;
-                        }
-                        write_tombstone(kv, &bucket, &key, &version_id, seq, now_ms)?;
-                        Ok(freed)
-                    })
+                    .write(move |kv| hold_prepared(kv, &source, &bucket, rec, inline, now_ms))
                     .await?;
-                self.wake_gc(freed);
+            }
+            ReplPayload::Abort {
+                bucket,
+                key,
+                version_id,
+                seq,
+            } => {
+                let now_ms = self.now_ms();
+                self.write_freeing(move |kv| {
+                    release_prepared(kv, &bucket, &key, &version_id, seq, now_ms)
+                })
+                .await?;
             }
             ReplPayload::Bucket {
                 name,
@@ -104,6 +118,34 @@ impl ObjectService {
         Ok(())
     }
 
+    /// Run a metadata change that reports whether chunks became garbage, and wake GC
+    /// if they did.
+    async fn write_freeing(
+        &self,
+        change: impl FnOnce(&mut dyn KvWrite) -> Result<bool> + Send + 'static,
+    ) -> Result<()> {
+        let freed = self.cluster.meta().write(change).await?;
+        self.wake_gc(freed);
+        Ok(())
+    }
+
+    /// Decode and check a version another node sent, and make sure its chunks are here
+    /// (fetched from the sender when not).
+    async fn receive_version(
+        &self,
+        source: &str,
+        bucket: &str,
+        record: &[u8],
+    ) -> Result<ObjectRecord> {
+        let rec: ObjectRecord = decode(record)?;
+        validate_bucket_name(bucket)?;
+        validate_key(&rec.key)?;
+        for chunk in rec.chunks() {
+            self.cluster.fetch_chunk(source, chunk).await?;
+        }
+        Ok(rec)
+    }
+
     /// Install a version made on another node, unless this node already has it or
     /// something newer in its place. Returns whether chunks became garbage.
     fn install_replica(
@@ -116,20 +158,21 @@ impl ObjectService {
         load_bucket(kv, bucket)?;
         let key = rec.key.clone();
         let now_ms = self.now_ms();
+        // The commit of a quorum write prepared here: the prepared copy has done its job.
+        let mut freed = release_prepared(kv, bucket, &key, &rec.version_id, rec.seq, now_ms)?;
         let tkey = tombstone_key(bucket, &key, &rec.version_id);
         if tombstone_seq(kv, &tkey)?.is_some_and(|removed| removed >= rec.seq) {
-            return Ok(false);
+            return Ok(freed);
         }
-        let mut freed = false;
         if let Some((vkey, old)) = find_version(kv, bucket, &key, &rec.version_id)? {
             if old.seq > rec.seq {
-                return Ok(false);
+                return Ok(freed);
             }
             if old.seq == rec.seq {
                 // The same version changed (its tags): same chunks, same size.
                 kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
                 refresh_current(kv, bucket, &key)?;
-                return Ok(false);
+                return Ok(freed);
             }
             freed |= remove_version_entry(kv, &vkey, &old, now_ms)?;
         }

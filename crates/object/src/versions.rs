@@ -200,7 +200,8 @@ impl ObjectService {
             }
             replaces_null
         })?;
-        rec.seq = now_us.max(newest_seq.map_or(0, |s| s + 1));
+        // Only ever later than a `seq` given in advance (a quorum write's prepare).
+        rec.seq = rec.seq.max(now_us).max(newest_seq.map_or(0, |s| s + 1));
         let mut freed = false;
         if replaces_null {
             // Newer than any removal of the `null` version, or replicas would refuse it.
@@ -210,7 +211,8 @@ impl ObjectService {
             if let Some((vkey, old)) = null_version {
                 freed |= remove_version_entry(kv, &vkey, &old, self.clock.now_ms())?;
             }
-        } else {
+        } else if rec.version_id.is_empty() || rec.version_id == NULL_VERSION {
+            // (A version id given in advance, by a quorum write's prepare, is kept.)
             rec.version_id = self.new_version_id();
         }
         let vkey = version_key(b, &key, rec.seq);

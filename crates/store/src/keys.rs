@@ -81,6 +81,20 @@ pub fn tombstone_key(bucket: &str, key: &str, version_id: &str) -> Vec<u8> {
     k
 }
 
+/// `bucket NUL key NUL version_id NUL`: every prepared copy of one version.
+pub fn pending_prefix(bucket: &str, key: &str, version_id: &str) -> Vec<u8> {
+    let mut k = tombstone_key(bucket, key, version_id);
+    k.push(SEP);
+    k
+}
+
+/// `bucket NUL key NUL version_id NUL seq`: one prepared copy of a version.
+pub fn pending_key(bucket: &str, key: &str, version_id: &str, seq: u64) -> Vec<u8> {
+    let mut k = pending_prefix(bucket, key, version_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 /// `peer NUL`: every queued replication operation for one peer starts with this.
 pub fn repl_queue_prefix(peer: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(peer.len() + 1);

@@ -64,6 +64,20 @@ pub struct Tombstone {
 
 impl Record for Tombstone {}
 
+/// Quorum mode: a version another node prepared here. Its chunks are referenced (kept)
+/// but it is not visible until the coordinator's commit installs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingVersion {
+    /// The coordinator's node id.
+    pub source: String,
+    pub bucket: String,
+    pub prepared_ms: u64,
+    pub record: ObjectRecord,
+    pub inline: Option<Vec<u8>>,
+}
+
+impl Record for PendingVersion {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
     Unversioned,

@@ -42,10 +42,13 @@ pub enum Table {
     /// `bucket NUL key NUL version_id` → `Tombstone`: versions removed here, so a late
     /// copy arriving from another node is not installed again
     Tombstones,
+    /// `bucket NUL key NUL version_id NUL seq` → `PendingVersion`: quorum mode, a version
+    /// prepared here (chunks held, invisible) until its coordinator commits or aborts it
+    Pending,
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Buckets,
         Table::Current,
         Table::Versions,
@@ -58,6 +61,7 @@ impl Table {
         Table::Usage,
         Table::ReplQueue,
         Table::Tombstones,
+        Table::Pending,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,7 @@ impl Table {
             Table::Usage => "usage",
             Table::ReplQueue => "repl_queue",
             Table::Tombstones => "tombstones",
+            Table::Pending => "pending",
         }
     }
 }
