@@ -1,5 +1,6 @@
-//! `bucketdb cluster status|nodes`: ask a node's REST API for `/cluster` with the root
-//! credentials and print it as a table (or the JSON as is).
+//! `bucketdb cluster status|nodes|decommission|remove|quorum`: ask a node's REST API
+//! with the root credentials, for `/cluster` (printed as a table, or the JSON as is) or
+//! to change the ring (agreed through raft, so any node will do).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,29 @@ enum ClusterCommand {
     Status(Target),
     /// One line per member: address, state, liveness, last heartbeat, ring share.
     Nodes(Target),
+    /// Move a member's data to the others, then take it out of the ring.
+    Decommission(NodeTarget),
+    /// Drop a dead member from the ring; its copies are re-created on the others.
+    Remove(NodeTarget),
+    /// Switch quorum writes on or off for the whole cluster.
+    Quorum(QuorumTarget),
+}
+
+#[derive(Args)]
+struct NodeTarget {
+    /// The member's node id (see `bucketdb cluster nodes`)
+    node: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args)]
+struct QuorumTarget {
+    /// `on` or `off`
+    #[arg(value_parser = ["on", "off"])]
+    mode: String,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Args)]
@@ -48,22 +72,36 @@ struct Target {
     json: bool,
 }
 
-async fn fetch(t: &Target) -> anyhow::Result<Value> {
+/// Call the node's REST API with the root credentials; the JSON answer of a success.
+async fn call(
+    t: &Target,
+    method: http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
     let base = t.endpoint.trim_end_matches('/');
     let base = if base.contains("://") {
         base.to_string()
     } else {
         format!("http://{base}")
     };
-    let url = format!("{base}/cluster");
+    let url = format!("{base}{path}");
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", t.access_key, t.secret_key));
+    let mut headers = vec![("authorization", format!("Basic {basic}"))];
+    let body = match body {
+        Some(v) => {
+            headers.push(("content-type", "application/json".to_string()));
+            serde_json::to_vec(&v)?
+        }
+        None => Vec::new(),
+    };
     let resp = HttpTransport::new()
         .request(
-            http::Method::GET,
+            method,
             &url,
-            vec![("authorization", format!("Basic {basic}"))],
-            Vec::new(),
+            headers,
+            body,
             REQUEST_TIMEOUT,
             RESPONSE_MAX_BYTES,
         )
@@ -75,7 +113,7 @@ async fn fetch(t: &Target) -> anyhow::Result<Value> {
             resp.status
         )
     })?;
-    if resp.status != 200 {
+    if !(200..300).contains(&resp.status) {
         let msg = body
             .pointer("/error/message")
             .and_then(Value::as_str)
@@ -164,14 +202,43 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let (target, nodes) = match &args.command {
         ClusterCommand::Status(t) => (t, false),
         ClusterCommand::Nodes(t) => (t, true),
+        ClusterCommand::Decommission(n) | ClusterCommand::Remove(n) => {
+            let action = match args.command {
+                ClusterCommand::Decommission(_) => "decommission",
+                _ => "remove",
+            };
+            let path = format!("/cluster/nodes/{}/{action}", n.node);
+            let answer = call(&n.target, http::Method::POST, &path, None).await?;
+            return print_change(&n.target, &answer);
+        }
+        ClusterCommand::Quorum(q) => {
+            let body = serde_json::json!({"quorumRequired": q.mode == "on"});
+            let answer = call(&q.target, http::Method::PUT, "/cluster/quorum", Some(body)).await?;
+            return print_change(&q.target, &answer);
+        }
     };
-    let status = fetch(target).await?;
+    let status = call(target, http::Method::GET, "/cluster", None).await?;
     if target.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else if nodes {
         print_nodes(&status);
     } else {
         print_status(&status);
+    }
+    Ok(())
+}
+
+fn print_change(target: &Target, answer: &Value) -> anyhow::Result<()> {
+    if target.json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+    } else if let Some(id) = answer["id"].as_str() {
+        println!(
+            "{id} is now {} (ring version {})",
+            text(answer, "state"),
+            answer["ringVersion"]
+        );
+    } else {
+        println!("Quorum required: {}", answer["quorumRequired"]);
     }
     Ok(())
 }

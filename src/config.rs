@@ -69,6 +69,9 @@ pub struct Config {
     pub join: Option<String>,
     pub heartbeat_interval: Duration,
     pub node_down_timeout: Duration,
+    /// How often anti-entropy compares every stored version with its replicas (it also
+    /// runs whenever the ring changes).
+    pub anti_entropy_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -125,6 +128,7 @@ impl Default for Config {
             bootstrap: false,
             join: None,
             heartbeat_interval: Duration::from_secs(1),
+            anti_entropy_interval: Duration::from_secs(600),
             node_down_timeout: Duration::from_secs(10),
         }
     }
@@ -218,6 +222,10 @@ pub struct ConfigArgs {
     /// A member unanswered this long is reported down, e.g. 10s [default: 10s]
     #[arg(long, env = "BUCKETDB_NODE_DOWN_TIMEOUT")]
     pub node_down_timeout: Option<String>,
+    /// How often anti-entropy compares stored versions with their replicas (also run
+    /// whenever the ring changes), e.g. 10m [default: 10m]
+    #[arg(long, env = "BUCKETDB_ANTI_ENTROPY_INTERVAL")]
+    pub anti_entropy_interval: Option<String>,
 }
 
 /// Parse `4MiB`, `64 KiB`, `5GB`, `1048576`: binary units (KiB, MiB, GiB, TiB and the
@@ -342,6 +350,7 @@ const KEYS: &[&str] = &[
     "join",
     "heartbeat_interval",
     "node_down_timeout",
+    "anti_entropy_interval",
 ];
 
 /// A TOML file's values, as strings, by key.
@@ -542,6 +551,12 @@ impl ConfigArgs {
                 duration,
             )?
             .unwrap_or(d.node_down_timeout),
+            anti_entropy_interval: parsed(
+                "anti_entropy_interval",
+                pick("anti_entropy_interval", &self.anti_entropy_interval),
+                duration,
+            )?
+            .unwrap_or(d.anti_entropy_interval),
         };
         cluster_checks(&cfg)?;
         if cfg.inline_threshold > cfg.chunk_size {

@@ -17,6 +17,7 @@
 pub mod config;
 mod credentials;
 mod db;
+mod rebalance;
 pub mod server;
 
 pub use bucketdb_object::{

@@ -162,6 +162,12 @@ async fn start_cluster(
     cluster.attach_membership(membership.clone());
     let heartbeats = membership.spawn_heartbeats(stop.clone());
     let replication = cluster.spawn_replication(stop.clone());
+    let anti_entropy = tokio::spawn(crate::rebalance::anti_entropy_loop(
+        db.service().clone(),
+        membership.clone(),
+        config.anti_entropy_interval,
+        stop.clone(),
+    ));
     if config.bootstrap {
         membership
             .bootstrap(config.replication_factor, config.quorum_required)
@@ -178,7 +184,10 @@ async fn start_cluster(
             () = stopped(stop) => {}
         }
     });
-    Ok(Some((membership, vec![heartbeats, replication, ready])))
+    Ok(Some((
+        membership,
+        vec![heartbeats, replication, anti_entropy, ready],
+    )))
 }
 
 impl RunningServer {

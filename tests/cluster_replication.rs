@@ -93,17 +93,7 @@ impl Rest<'_> {
     }
 
     async fn json(&self, n: &Node, path: &str) -> Option<Value> {
-        let r = self
-            .c
-            .get(n.url(path))
-            .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
+        get_json(self.c, n, path).await
     }
 
     /// What a node holds for `keys` of `bucket`: each key's versions (id, delete marker,
@@ -198,16 +188,8 @@ async fn async_writes_reach_every_replica_and_a_killed_node_catches_up() {
     let mut a = Node::new(dir.path(), "a");
     let mut b = Node::new(dir.path(), "b");
     let mut cc = Node::new(dir.path(), "c");
-    let join_a = a.url("");
-    a.start(CLUSTER_SECRET, &args(&["--bootstrap"]));
-    eventually("a ready", &[&a], || async {
-        ready(&c, &a).await.then_some(())
-    })
-    .await;
-    b.start(CLUSTER_SECRET, &args(&["--join", &join_a]));
-    cc.start(CLUSTER_SECRET, &args(&["--join", &join_a]));
+    form_three(&c, &mut a, &mut b, &mut cc, &NODE_ARGS).await;
     let all = [&a, &b, &cc];
-    eventually("3 members", &all, || agreed_ring(&c, &all)).await;
 
     // Writes through every node: a bucket, an inline object, a chunked one, one
     // written and deleted, and a versioned bucket with versions and a delete marker.
@@ -374,26 +356,9 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
     let mut a = Node::new(dir.path(), "a");
     let mut b = Node::new(dir.path(), "b");
     let mut cc = Node::new(dir.path(), "c");
-    let join_a = a.url("");
-    let quorum = ["--quorum-required", "true", "--replication-timeout", "2s"];
-    a.start(
-        CLUSTER_SECRET,
-        &args(&[&quorum[..], &["--bootstrap"]].concat()),
-    );
-    eventually("a ready", &[&a], || async {
-        ready(&c, &a).await.then_some(())
-    })
-    .await;
-    b.start(
-        CLUSTER_SECRET,
-        &args(&[&quorum[..], &["--join", &join_a]].concat()),
-    );
-    cc.start(
-        CLUSTER_SECRET,
-        &args(&[&quorum[..], &["--join", &join_a]].concat()),
-    );
+    let quorum = args(&["--quorum-required", "true", "--replication-timeout", "2s"]);
+    form_three(&c, &mut a, &mut b, &mut cc, &quorum).await;
     let all = [&a, &b, &cc];
-    eventually("3 members", &all, || agreed_ring(&c, &all)).await;
     let status = rest.json(&b, "/cluster").await.expect("status");
     assert_eq!(status["quorumRequired"], true, "{status}");
 

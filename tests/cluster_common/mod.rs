@@ -88,7 +88,11 @@ impl Node {
             .args(["--node-down-timeout", NODE_DOWN_TIMEOUT])
             .args(extra)
             .env("BUCKETDB_CLUSTER_SECRET", secret)
-            .env("BUCKETDB_LOG", "info,openraft=warn")
+            // TEST_NODE_LOG overrides the nodes' log filter when debugging a test.
+            .env(
+                "BUCKETDB_LOG",
+                std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -160,9 +164,10 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-pub async fn cluster(c: &reqwest::Client, n: &Node) -> Option<Value> {
+/// `GET path` on a node's REST API with the root credentials: the JSON of a success.
+pub async fn get_json(c: &reqwest::Client, n: &Node, path: &str) -> Option<Value> {
     let resp = c
-        .get(n.url("/cluster"))
+        .get(n.url(path))
         .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
         .send()
         .await
@@ -171,6 +176,10 @@ pub async fn cluster(c: &reqwest::Client, n: &Node) -> Option<Value> {
         return None;
     }
     resp.json().await.ok()
+}
+
+pub async fn cluster(c: &reqwest::Client, n: &Node) -> Option<Value> {
+    get_json(c, n, "/cluster").await
 }
 
 pub async fn ready(c: &reqwest::Client, n: &Node) -> bool {
@@ -228,4 +237,33 @@ pub async fn agreed_ring(c: &reqwest::Client, nodes: &[&Node]) -> Option<u64> {
         version = Some(v);
     }
     version
+}
+
+/// Start `a` with `--bootstrap` and then `b` and `c` joining it, each with `args` too;
+/// returns once all three agree on a ring of three active members.
+pub async fn form_three(
+    c: &reqwest::Client,
+    a: &mut Node,
+    b: &mut Node,
+    cc: &mut Node,
+    args: &[&str],
+) {
+    let join_a = a.url("");
+    let with = |extra: &[&str]| -> Vec<String> {
+        args.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let start = |n: &mut Node, extra: &[&str]| {
+        let v = with(extra);
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        n.start(CLUSTER_SECRET, &refs);
+    };
+    start(a, &["--bootstrap"]);
+    eventually("the first node ready", &[&*a], || async {
+        ready(c, a).await.then_some(())
+    })
+    .await;
+    start(b, &["--join", &join_a]);
+    start(cc, &["--join", &join_a]);
+    let all = [&*a, &*b, &*cc];
+    eventually("3 members", &all, || agreed_ring(c, &all)).await;
 }

@@ -39,6 +39,10 @@ pub enum ApiError {
     NoSuchLifecycleConfiguration,
     #[error("the request body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    #[error("the cluster refused the change: {0}")]
+    ClusterChangeRefused(String),
+    #[error("the cluster cannot make the change now: {0}")]
+    ClusterUnavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -95,6 +99,8 @@ impl ApiError {
                 (S::NOT_FOUND, "NoSuchLifecycleConfiguration")
             }
             ApiError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "EntityTooLarge"),
+            ApiError::ClusterChangeRefused(_) => (S::CONFLICT, "ClusterChangeRefused"),
+            ApiError::ClusterUnavailable(_) => (S::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "InternalError"),
         }
     }

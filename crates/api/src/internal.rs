@@ -10,11 +10,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bucketdb_cluster::membership::network::{
-    MAX_INTERNAL_BODY_BYTES, PATH_CHUNK, PATH_HEARTBEAT, PATH_JOIN, PATH_RAFT_APPEND,
-    PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE, PATH_REPLICATE, PeerError,
+    MAX_INTERNAL_BODY_BYTES, PATH_CHUNK, PATH_DIGESTS, PATH_HEARTBEAT, PATH_JOIN, PATH_LOOKUP,
+    PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE, PATH_REPLICATE, PATH_RING, PeerError,
 };
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
-use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError};
+use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError, RingRequest};
 use http_body_util::BodyExt;
 use serde_json::json;
 
@@ -144,6 +144,12 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
                 .map_err(|e| MembershipError::Raft(e.to_string())),
             Err(e) => Err(MembershipError::BadRequest(e.to_string())),
         },
+        PATH_RING => match serde_json::from_slice::<RingRequest>(&body) {
+            Ok(req) => membership.handle_ring_request(req).await.and_then(|r| {
+                serde_json::to_vec(&r).map_err(|e| MembershipError::Raft(e.to_string()))
+            }),
+            Err(e) => Err(MembershipError::BadRequest(e.to_string())),
+        },
         PATH_JOIN => match serde_json::from_slice::<JoinRequest>(&body) {
             Ok(req) => membership.handle_join(req).await.and_then(|r| {
                 serde_json::to_vec(&r).map_err(|e| MembershipError::Raft(e.to_string()))
@@ -152,6 +158,18 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
         },
         PATH_REPLICATE => {
             return match state.service.apply_replicated(&body).await {
+                Ok(bytes) => binary(bytes),
+                Err(e) => data_error(&e),
+            };
+        }
+        PATH_LOOKUP => {
+            return match state.service.answer_lookup(&body) {
+                Ok(bytes) => binary(bytes),
+                Err(e) => data_error(&e),
+            };
+        }
+        PATH_DIGESTS => {
+            return match state.service.answer_digests(&body) {
                 Ok(bytes) => binary(bytes),
                 Err(e) => data_error(&e),
             };

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod body;
+mod cluster_admin;
 pub mod console;
 pub mod error;
 mod internal;

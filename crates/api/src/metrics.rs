@@ -221,6 +221,12 @@ impl Metrics {
             ("bucketdb_chunks_written_total", s.chunks.written),
             ("bucketdb_chunks_deleted_total", s.chunks.deleted),
             ("bucketdb_chunks_repaired_total", s.chunks.repaired),
+            ("bucketdb_anti_entropy_rounds_total", s.rebalance.rounds),
+            (
+                "bucketdb_anti_entropy_copies_total",
+                s.rebalance.copies_queued,
+            ),
+            ("bucketdb_handoffs_total", s.rebalance.handed_off),
             ("bucketdb_gc_chunks_deleted_total", s.gc.chunks_deleted),
             ("bucketdb_gc_runs_total", s.gc.runs),
             ("bucketdb_gc_orphans_swept_total", s.gc.orphans_swept),

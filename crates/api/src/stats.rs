@@ -53,6 +53,19 @@ pub struct Lifecycle {
     pub uploads_aborted: u64,
 }
 
+/// Anti-entropy and data movement (cluster nodes).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebalance {
+    pub rounds: u64,
+    /// Copies queued for replicas that lacked them.
+    pub copies_queued: u64,
+    /// Versions deleted here after their new owners confirmed holding them.
+    pub handed_off: u64,
+    /// Versions held here that belong elsewhere, as of the last round.
+    pub handoff_pending: u64,
+}
+
 /// A snapshot of one node's counters.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +86,7 @@ pub struct NodeStats {
     pub chunks: Chunks,
     /// Replication changes queued here and not yet delivered, over all peers.
     pub replication_backlog: u64,
+    pub rebalance: Rebalance,
     pub gc: Gc,
     pub lifecycle: Lifecycle,
 }
@@ -106,6 +120,12 @@ impl NodeStats {
                 repaired: svc.cluster().chunks_repaired(),
             },
             replication_backlog: status.nodes.iter().map(|n| n.replication_backlog).sum(),
+            rebalance: Rebalance {
+                rounds: load(&s.anti_entropy_rounds),
+                copies_queued: load(&s.anti_entropy_copies),
+                handed_off: load(&s.handoffs),
+                handoff_pending: load(&s.handoff_pending),
+            },
             gc: Gc {
                 runs: load(&s.gc_runs),
                 chunks_deleted: load(&s.gc_chunks_deleted),

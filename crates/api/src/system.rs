@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -26,6 +26,15 @@ pub fn public_routes() -> AppRouter {
 pub fn authed_routes() -> AppRouter {
     Router::new()
         .route("/cluster", get(cluster))
+        .route(
+            "/cluster/nodes/{id}/decommission",
+            post(crate::cluster_admin::decommission),
+        )
+        .route(
+            "/cluster/nodes/{id}/remove",
+            post(crate::cluster_admin::remove),
+        )
+        .route("/cluster/quorum", put(crate::cluster_admin::set_quorum))
         .route("/stats", get(crate::stats::stats))
 }
 

@@ -83,7 +83,8 @@ pub struct ClusterStatus {
     /// while an election is running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
-    /// Data movement after a topology change; `None` when nothing is moving.
+    /// Progress (0 to 1) of moving this node's data to its new owners after a
+    /// topology change, as of the last anti-entropy round; `None` when nothing waits.
     pub rebalancing: Option<f64>,
 }
 
@@ -105,6 +106,14 @@ pub struct Cluster {
     repl_wake: tokio::sync::Notify,
     /// Chunks rewritten from a peer's copy after failing verification here.
     chunks_repaired: std::sync::atomic::AtomicU64,
+    /// Garbage collection holds this exclusively while it decides which queued chunks
+    /// to delete and deletes them; storing a chunk received from a peer and committing
+    /// its reference holds it shared (chunk ids are reused across nodes, so a queued id
+    /// can be referenced again).
+    chunk_gate: tokio::sync::RwLock<()>,
+    /// The last anti-entropy round's (versions held here but owned elsewhere, versions
+    /// checked): data still to move off this node.
+    rebalance: Mutex<(u64, u64)>,
 }
 
 impl Cluster {
@@ -128,6 +137,8 @@ impl Cluster {
             placement: Mutex::new(None),
             repl_wake: tokio::sync::Notify::new(),
             chunks_repaired: std::sync::atomic::AtomicU64::new(0),
+            rebalance: Mutex::new((0, 0)),
+            chunk_gate: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -163,6 +174,27 @@ impl Cluster {
             Some(ring) => ring.replicas(bucket, key).first() == Some(&self.node.id.as_str()),
             None => true,
         }
+    }
+
+    /// Held by garbage collection while it deletes chunk files.
+    pub async fn gc_gate(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.chunk_gate.write().await
+    }
+
+    /// Held while chunks received from a peer are stored and referenced.
+    pub async fn receive_gate(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.chunk_gate.read().await
+    }
+
+    /// Record what the last anti-entropy round found still to move off this node.
+    pub fn record_rebalance(&self, pending: u64, checked: u64) {
+        *self.rebalance.lock().unwrap_or_else(|e| e.into_inner()) = (pending, checked);
+    }
+
+    /// Progress of moving data off this node (0 to 1), `None` when nothing is waiting.
+    fn rebalance_progress(&self) -> Option<f64> {
+        let (pending, checked) = *self.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+        (pending > 0).then(|| 1.0 - pending as f64 / checked.max(1) as f64)
     }
 
     /// Chunks repaired from peers since start.
@@ -342,7 +374,7 @@ impl Cluster {
             replication_timeout_ms: self.config.replication_timeout_ms,
             nodes,
             leader: m.leader(),
-            rebalancing: None,
+            rebalancing: self.rebalance_progress(),
         }
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::membership::Liveness;
-use crate::membership::network::{PATH_CHUNK, PATH_REPLICATE};
+use crate::membership::network::{PATH_CHUNK, PATH_DIGESTS, PATH_LOOKUP, PATH_REPLICATE};
 use crate::membership::ring_state::MemberState;
 use crate::{Cluster, ClusterError};
 
@@ -106,6 +106,62 @@ pub enum ReplPayload {
     },
 }
 
+/// A read this node could not answer from its own store, asked of a peer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LookupRequest {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// The peer's copy: the version's record (stored encoding) and inline body; no record
+/// when the peer lacks it too.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LookupReply {
+    pub record: Option<Vec<u8>>,
+    pub inline: Option<Vec<u8>>,
+}
+
+fn sha256_of(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+/// Anti-entropy: what a node holds, sent to a peer that should hold it too.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DigestRequest {
+    /// Bucket names.
+    pub buckets: Vec<String>,
+    pub versions: Vec<VersionDigest>,
+}
+
+/// One stored version, by identity and order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionDigest {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: String,
+    pub seq: u64,
+}
+
+/// The peer's answer: the buckets it lacks (indexes into the request), and per version
+/// (in request order) how its copy compares.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DigestReply {
+    pub missing_buckets: Vec<u32>,
+    pub versions: Vec<DigestAnswer>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DigestAnswer {
+    /// The peer holds this version (or a newer copy of it).
+    Have,
+    /// The peer lacks it (or holds an older copy): send it.
+    Lacks,
+    /// The peer removed it (a tombstone at or after its `seq`): remove it here too.
+    Removed { seq: u64 },
+}
+
 /// Where a key's copies live, for a quorum write coordinated here.
 #[derive(Clone, Debug)]
 pub struct QuorumPlan {
@@ -148,9 +204,20 @@ impl Cluster {
     /// change. A standalone node queues nothing.
     pub fn enqueue(&self, kv: &mut dyn KvWrite, op: &ReplOp) -> Result<(), StoreError> {
         let targets = self.replication_targets(op);
-        if targets.is_empty() {
+        self.enqueue_to(kv, &targets, op)
+    }
+
+    /// Queue `op` for each of `peers`, inside the caller's transaction.
+    pub fn enqueue_to(
+        &self,
+        kv: &mut dyn KvWrite,
+        peers: &[String],
+        op: &ReplOp,
+    ) -> Result<(), StoreError> {
+        if peers.is_empty() {
             return Ok(());
         }
+        let targets = peers;
         let mut next: u64 = kv
             .get(Table::Usage, QUEUE_COUNTER)?
             .map(|v| decode(&v))
@@ -158,7 +225,7 @@ impl Cluster {
             .unwrap_or(0);
         let value = encode(op)?;
         for peer in targets {
-            kv.put(Table::ReplQueue, &repl_queue_key(&peer, next), &value)?;
+            kv.put(Table::ReplQueue, &repl_queue_key(peer, next), &value)?;
             next += 1;
         }
         kv.put(Table::Usage, QUEUE_COUNTER, &encode(&next)?)?;
@@ -265,6 +332,52 @@ impl Cluster {
             }
         }
         Ok(applied)
+    }
+
+    /// Members other than this node that are not removed and not down in this node's
+    /// view: (node id, address).
+    pub fn live_peers(&self) -> Vec<(String, String)> {
+        let Some(m) = self.membership.get() else {
+            return Vec::new();
+        };
+        m.ring()
+            .members
+            .values()
+            .filter(|x| {
+                x.id != self.node.id
+                    && x.state != MemberState::Removed
+                    && m.liveness_of(&x.id).0 != Liveness::Down
+            })
+            .map(|x| (x.id.clone(), x.address.clone()))
+            .collect()
+    }
+
+    /// Ask a peer how its copies compare with `request`.
+    pub async fn compare_digests(
+        &self,
+        address: &str,
+        request: &DigestRequest,
+    ) -> Result<DigestReply, ClusterError> {
+        let m = self
+            .membership
+            .get()
+            .ok_or_else(|| ClusterError::Codec("not in a cluster".into()))?;
+        let answer = m
+            .client()
+            .call_bytes(
+                address,
+                PATH_DIGESTS,
+                encode_message(request)?,
+                CHUNK_FETCH_TIMEOUT,
+            )
+            .await?;
+        let reply: DigestReply = decode_message(&answer)?;
+        if reply.versions.len() != request.versions.len() {
+            return Err(ClusterError::Codec(
+                "a digest reply does not match its request".into(),
+            ));
+        }
+        Ok(reply)
     }
 
     /// Operations still queued for `peer` (for status and tests).
@@ -476,56 +589,80 @@ impl Cluster {
         self.read_local_chunk(chunk).await
     }
 
-    /// Fetch `chunk` from the first live peer that has it intact, store it here and
+    /// Fetch `chunk` from a live peer that has it intact, store it here (a repair) and
     /// return its bytes.
     pub(crate) async fn repair_chunk(&self, chunk: &ChunkRef) -> Result<Bytes, ClusterError> {
+        let (data, from) = self.read_chunk_from_peers(chunk).await?;
+        let store = self.chunks.clone();
+        let c = chunk.clone();
+        let data =
+            tokio::task::spawn_blocking(move || store.write_replica(&c, &data).map(|()| data))
+                .await
+                .map_err(|e| ClusterError::Task(e.to_string()))??;
+        self.chunks_repaired
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(chunk = %chunk.id, from = %from, "chunk repaired from a peer");
+        Ok(data)
+    }
+
+    /// Read `chunk` from the first live peer that has it intact (checked here against
+    /// its length and SHA-256); the bytes and the peer's id. Nothing is stored here.
+    pub async fn read_chunk_from_peers(
+        &self,
+        chunk: &ChunkRef,
+    ) -> Result<(Bytes, String), ClusterError> {
         let m = self
             .membership
             .get()
             .ok_or_else(|| ClusterError::Codec("not in a cluster".into()))?;
         let request = encode_message(chunk)?;
         let mut last = ClusterError::UnknownNode("no live peer".into());
-        for peer in m.ring().members.values() {
-            if peer.id == self.node.id
-                || peer.state == MemberState::Removed
-                || m.liveness_of(&peer.id).0 == Liveness::Down
-            {
-                continue;
-            }
+        for (id, address) in self.live_peers() {
             let answer = m
                 .client()
-                .call_bytes(
-                    &peer.address,
-                    PATH_CHUNK,
-                    request.clone(),
-                    CHUNK_FETCH_TIMEOUT,
-                )
+                .call_bytes(&address, PATH_CHUNK, request.clone(), CHUNK_FETCH_TIMEOUT)
                 .await;
-            let data = match answer {
-                Ok(d) => d,
-                Err(e) => {
-                    last = e.into();
-                    continue;
+            match answer {
+                Ok(d) if d.len() as u64 == chunk.len && sha256_of(&d) == chunk.sha256 => {
+                    return Ok((Bytes::from(d), id));
                 }
-            };
-            let store = self.chunks.clone();
-            let c = chunk.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                store.write_replica(&c, &data).map(|()| Bytes::from(data))
-            })
-            .await
-            .map_err(|e| ClusterError::Task(e.to_string()))?;
-            match written {
-                Ok(data) => {
-                    self.chunks_repaired
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::info!(chunk = %chunk.id, from = %peer.id, "chunk repaired from a peer");
-                    return Ok(data);
-                }
+                Ok(_) => last = ClusterError::Store(StoreError::CorruptChunk(chunk.id.to_string())),
                 Err(e) => last = e.into(),
             }
         }
         Err(last)
+    }
+
+    /// Find a version on the peers (the key's replicas first) when this node lacks it:
+    /// the record and inline body of the first peer that has it.
+    pub async fn lookup_on_peers(
+        &self,
+        request: &LookupRequest,
+    ) -> Result<Option<LookupReply>, ClusterError> {
+        let Some(m) = self.membership.get() else {
+            return Ok(None);
+        };
+        let mut peers = self.live_peers();
+        if let Some(ring) = self.placement() {
+            let replicas = ring.replicas(&request.bucket, &request.key);
+            peers
+                .sort_by_key(|(id, _)| replicas.iter().position(|r| r == id).unwrap_or(usize::MAX));
+        }
+        let body = encode_message(request)?;
+        for (id, address) in peers {
+            let answer = m
+                .client()
+                .call_bytes(&address, PATH_LOOKUP, body.clone(), CHUNK_FETCH_TIMEOUT)
+                .await
+                .map_err(ClusterError::from)
+                .and_then(|b| decode_message::<LookupReply>(&b));
+            match answer {
+                Ok(reply) if reply.record.is_some() => return Ok(Some(reply)),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(peer = %id, error = %e, "lookup on a peer failed"),
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -44,11 +44,26 @@ impl ObjectService {
         if due.is_empty() {
             return Ok(0);
         }
+        // A chunk another node sent again (replication reuses chunk ids) may have been
+        // referenced anew since it was queued: such a file is kept. The gate keeps
+        // replicas from storing and referencing chunks between this check and the
+        // deletes.
+        let _gate = self.cluster.gc_gate().await;
+        let referenced: Vec<bool> = {
+            let kv = self.cluster.meta().read()?;
+            due.iter()
+                .map(|(_, id)| Ok(kv.get(Table::Chunks, &id.to_bytes())?.is_some()))
+                .collect::<Result<_, StoreError>>()?
+        };
+        let garbage: Vec<ChunkId> = due
+            .iter()
+            .zip(&referenced)
+            .filter(|(_, r)| !**r)
+            .map(|((_, id), _)| *id)
+            .collect();
         // Files first, queue entries after: a crash in between only repeats a delete.
-        self.cluster
-            .delete_chunks(due.iter().map(|(_, id)| *id).collect())
-            .await?;
-        let n = due.len() as u64;
+        let n = garbage.len() as u64;
+        self.cluster.delete_chunks(garbage).await?;
         self.cluster
             .meta()
             .write(move |kv| -> Result<(), StoreError> {

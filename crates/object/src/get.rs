@@ -6,9 +6,10 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bucketdb_cluster::replication::{LookupReply, LookupRequest, decode_message, encode_message};
 use bucketdb_store::ChunkRef;
 use bucketdb_store::keys::{object_key, version_key};
-use bucketdb_store::records::{Body, ObjectRecord, decode};
+use bucketdb_store::records::{Body, ObjectRecord, decode, encode};
 use bucketdb_store::{KvRead, Table};
 use bytes::Bytes;
 use futures::Stream;
@@ -128,20 +129,15 @@ impl ObjectService {
     ) -> Result<ObjectReader> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        // One snapshot for the record and its inline body.
-        let (record, inline) = {
-            let kv = self.cluster.meta().read()?;
-            let record = lookup(kv.as_ref(), bucket, key, version_id)?;
-            conditions.check(&record)?;
-            let inline = match record.body {
-                Body::Inline => Some(
-                    kv.get(Table::Inline, &version_key(bucket, key, record.seq))?
-                        .ok_or_else(|| ObjectError::Corrupt(format!("inline body of {key}")))?,
-                ),
-                Body::Chunks(_) => None,
-            };
-            (record, inline)
+        let (record, inline, remote) = match self.read_local(bucket, key, version_id) {
+            Ok((record, inline)) => (record, inline, false),
+            Err(e) if is_missing(&e) => match self.read_remote(bucket, key, version_id).await? {
+                Some((record, inline)) => (record, inline, true),
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
         };
+        conditions.check(&record)?;
         let range = range.map(|r| r.resolve(record.size)).transpose()?;
         let (start, end_excl) = range.map_or((0, record.size), |(s, e)| (s, e + 1));
         let body = match (inline, &record.body) {
@@ -152,7 +148,9 @@ impl ObjectService {
                 let data = Bytes::from(data).slice(start as usize..end_excl as usize);
                 Box::pin(futures::stream::once(async move { Ok(data) })) as BodyStream
             }
-            (None, Body::Chunks(chunks)) => self.stream_chunks(chunks, start, end_excl).await?,
+            (None, Body::Chunks(chunks)) => {
+                self.stream_chunks(chunks, start, end_excl, remote).await?
+            }
             (None, Body::Inline) => {
                 return Err(ObjectError::Internal("inline body not read".into()));
             }
@@ -164,11 +162,94 @@ impl ObjectService {
         })
     }
 
+    /// The version a request names and its inline body, from one snapshot of this
+    /// node's store.
+    fn read_local(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(ObjectRecord, Option<Vec<u8>>)> {
+        let kv = self.cluster.meta().read()?;
+        let record = lookup(kv.as_ref(), bucket, key, version_id)?;
+        let inline = match record.body {
+            Body::Inline => Some(
+                kv.get(Table::Inline, &version_key(bucket, key, record.seq))?
+                    .ok_or_else(|| ObjectError::Corrupt(format!("inline body of {key}")))?,
+            ),
+            Body::Chunks(_) => None,
+        };
+        Ok((record, inline))
+    }
+
+    /// The version from a peer, when this node lacks it (in a cluster, while data moves
+    /// after a topology change, or before replication reached this node).
+    async fn read_remote(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<(ObjectRecord, Option<Vec<u8>>)>> {
+        let request = LookupRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.map(str::to_string),
+        };
+        let Some(reply) = self.cluster.lookup_on_peers(&request).await? else {
+            return Ok(None);
+        };
+        let Some(record) = reply.record else {
+            return Ok(None);
+        };
+        let record: ObjectRecord = decode(&record)?;
+        if record.key != key || record.delete_marker {
+            return Ok(None);
+        }
+        Ok(Some((record, reply.inline)))
+    }
+
+    /// The record of the current version, or of `version_id`, asking peers when this
+    /// node lacks it (HEAD requests).
+    pub async fn stat_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectRecord> {
+        match self.head_object(bucket, key, version_id) {
+            Err(e) if is_missing(&e) => match self.read_remote(bucket, key, version_id).await? {
+                Some((record, _)) => Ok(record),
+                None => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Answer a peer's lookup (`/internal/lookup`) from this node's store only.
+    pub fn answer_lookup(&self, body: &[u8]) -> Result<Vec<u8>> {
+        let request: LookupRequest = decode_message(body)?;
+        validate_bucket_name(&request.bucket)?;
+        validate_key(&request.key)?;
+        let reply =
+            match self.read_local(&request.bucket, &request.key, request.version_id.as_deref()) {
+                Ok((record, inline)) => LookupReply {
+                    record: Some(encode(&record)?),
+                    inline,
+                },
+                Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => {
+                    LookupReply::default()
+                }
+                Err(e) => return Err(e),
+            };
+        Ok(encode_message(&reply)?)
+    }
+
     async fn stream_chunks(
         self: &Arc<Self>,
         chunks: &[ChunkRef],
         start: u64,
         end: u64,
+        remote: bool,
     ) -> Result<BodyStream> {
         // Which part of which chunk covers [start, end).
         let mut plan = Vec::new();
@@ -187,17 +268,12 @@ impl ObjectService {
         let Some((first, f_from, f_to)) = plan.next() else {
             return Ok(Box::pin(futures::stream::empty()));
         };
-        let first = self.cluster.read_chunk(first).await?.slice(f_from..f_to);
+        let first = self.read_chunk(first, remote).await?.slice(f_from..f_to);
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(READ_AHEAD_CHUNKS);
         let svc = self.clone();
         tokio::spawn(async move {
             for (c, from, to) in plan {
-                let item = svc
-                    .cluster
-                    .read_chunk(c)
-                    .await
-                    .map(|b| b.slice(from..to))
-                    .map_err(ObjectError::from);
+                let item = svc.read_chunk(c, remote).await.map(|b| b.slice(from..to));
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     return;
@@ -212,6 +288,26 @@ impl ObjectService {
             rest,
         )))
     }
+}
+
+impl ObjectService {
+    /// A chunk of a version stored here, or (`remote`) of a version read from a peer:
+    /// fetched from the peers without being stored here.
+    async fn read_chunk(&self, chunk: ChunkRef, remote: bool) -> Result<Bytes> {
+        if remote {
+            Ok(self.cluster.read_chunk_from_peers(&chunk).await?.0)
+        } else {
+            Ok(self.cluster.read_chunk(chunk).await?)
+        }
+    }
+}
+
+/// Errors meaning "this node does not have it" (another node may).
+fn is_missing(e: &ObjectError) -> bool {
+    matches!(
+        e,
+        ObjectError::NoSuchKey(_) | ObjectError::NoSuchVersion(_) | ObjectError::NoSuchBucket(_)
+    )
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod multipart;
 pub mod names;
 mod put;
 mod quorum;
+mod rebalance;
 mod refs;
 mod replica;
 mod tags;
@@ -40,6 +41,7 @@ pub use lifecycle::LifecycleReport;
 pub use list::{ListPage, ListQuery, MAX_LIST_LIMIT};
 pub use multipart::{CombineChecksums, MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE, PartUpload};
 pub use put::{BodyChecksums, PutOptions};
+pub use rebalance::AntiEntropyReport;
 pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList, VersionPage};
 
 /// Default size of a chunk.
@@ -91,6 +93,13 @@ pub struct ServiceStats {
     pub lifecycle_noncurrent_deleted: AtomicU64,
     pub lifecycle_uploads_aborted: AtomicU64,
     pub uploads_abandoned: AtomicU64,
+    pub anti_entropy_rounds: AtomicU64,
+    /// Copies queued for replicas that lacked them, found by anti-entropy.
+    pub anti_entropy_copies: AtomicU64,
+    /// Versions deleted here after their new owners confirmed holding them.
+    pub handoffs: AtomicU64,
+    /// Versions held here that this node no longer owns (after the last round).
+    pub handoff_pending: AtomicU64,
 }
 
 pub struct ObjectService {

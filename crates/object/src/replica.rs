@@ -49,6 +49,7 @@ impl ObjectService {
                 record,
                 inline,
             } => {
+                let _gate = self.cluster.receive_gate().await;
                 let rec = self.receive_version(source, &bucket, &record).await?;
                 let svc = self.clone();
                 self.write_freeing(move |kv| {
@@ -84,6 +85,7 @@ impl ObjectService {
                 record,
                 inline,
             } => {
+                let _gate = self.cluster.receive_gate().await;
                 let rec = self.receive_version(source, &bucket, &record).await?;
                 let (source, now_ms) = (source.to_string(), self.now_ms());
                 self.cluster

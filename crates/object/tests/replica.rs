@@ -218,3 +218,28 @@ async fn prepared_versions_stay_invisible_until_committed_and_expire_if_never() 
     );
     assert_fsck_clean(env).await;
 }
+
+#[tokio::test]
+async fn a_chunk_queued_for_gc_and_referenced_again_is_kept() {
+    let env = Env::with_config(bucketdb_object::ServiceConfig {
+        gc_grace_ms: 0,
+        ..multipart_config()
+    });
+    env.create_versioned_bucket("bkt").await;
+    let data = vec![9u8; 300 * 1024];
+    let local = env.put("bkt", "k", &data).await;
+    // A peer prepares a copy sharing the chunks; the local version goes away, so only
+    // the prepared copy holds them.
+    let copy = variant(&local, "0000000000000000000000000000copy", local.seq + 1);
+    assert_eq!(apply(&env, vec![prepare("bkt", &copy)]).await, [0]);
+    env.svc
+        .delete_object("bkt", "k", Some(&local.version_id))
+        .await
+        .unwrap();
+    // The commit drops the prepared copy's references (the chunks are queued for GC)
+    // and takes the version's own (they are referenced again) in one transaction.
+    assert_eq!(apply(&env, vec![version("bkt", &copy)]).await, [0]);
+    env.svc.run_gc_until_empty().await.unwrap();
+    assert_eq!(env.get("bkt", "k", Some(&copy.version_id)).await, data);
+    assert_fsck_clean(env).await;
+}

@@ -326,7 +326,8 @@ async fn head(
     let q = Query::parse(&uri);
     let rec = state
         .service
-        .head_object(&t.bucket, t.key()?, q.version_id())?;
+        .stat_object(&t.bucket, t.key()?, q.version_id())
+        .await?;
     conditions(&headers).check(&rec)?;
     let mut h = object_headers(&rec)?;
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(rec.size));

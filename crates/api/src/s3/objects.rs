@@ -281,7 +281,8 @@ impl S3Api {
         let i = req.input;
         let r = self
             .svc
-            .head_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .stat_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .await
             .s3()?;
         conditions(
             i.if_match.as_ref(),

@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use network::{
-    MAX_INTERNAL_BODY_BYTES, NetworkFactory, PATH_HEARTBEAT, PATH_JOIN, PeerClient, PeerError,
-    SNAPSHOT_CHUNK_BYTES, Transport,
+    MAX_INTERNAL_BODY_BYTES, NetworkFactory, PATH_HEARTBEAT, PATH_JOIN, PATH_RING, PeerClient,
+    PeerError, SNAPSHOT_CHUNK_BYTES, Transport,
 };
 use raft_store::{LogStore, NodeId, PeerNode, RaftDb, RaftDbError, StateMachine, TypeConfig};
 use ring_state::{MemberState, RingCommand, RingState};
@@ -51,6 +51,23 @@ const JOIN_CALL_TIMEOUT: Duration = Duration::from_secs(35);
 /// Longest wait for this node to become leader after `--bootstrap`, or to see itself in
 /// the ring after a join was accepted.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest wait for a forwarded ring command.
+const RING_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A ring command sent to the leader (`/internal/ring`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RingRequest {
+    pub command: RingCommand,
+    /// Set by a follower that forwards the request (it is not forwarded twice).
+    #[serde(default)]
+    pub forwarded: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RingReply {
+    pub ring_version: u64,
+}
 
 /// Errors of cluster membership.
 #[derive(Debug, thiserror::Error)]
@@ -447,23 +464,7 @@ impl Membership {
                 "a joining node needs an id and an address".into(),
             ));
         }
-        let leader = self.raft.current_leader().await;
-        if leader != Some(self.raft_id) {
-            let Some(leader) = leader else {
-                return Err(MembershipError::NoLeader);
-            };
-            if req.forwarded {
-                return Err(MembershipError::NoLeader);
-            }
-            let address = self
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.address.clone())
-                .ok_or(MembershipError::NoLeader)?;
+        if let Some(address) = self.leader_elsewhere(req.forwarded).await? {
             let forwarded = JoinRequest {
                 forwarded: true,
                 ..req
@@ -478,6 +479,60 @@ impl Membership {
         tokio::time::timeout(JOIN_REQUEST_TIMEOUT, self.add_member(req))
             .await
             .map_err(|_| MembershipError::Timeout("adding the member".into()))?
+    }
+
+    /// `None` when this node is the raft leader, else the leader's address (to forward
+    /// a request to once: a request already forwarded is not forwarded again).
+    async fn leader_elsewhere(&self, forwarded: bool) -> Result<Option<String>, MembershipError> {
+        let leader = self.raft.current_leader().await;
+        if leader == Some(self.raft_id) {
+            return Ok(None);
+        }
+        let Some(leader) = leader else {
+            return Err(MembershipError::NoLeader);
+        };
+        if forwarded {
+            return Err(MembershipError::NoLeader);
+        }
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| Some(n.address.clone()))
+            .ok_or(MembershipError::NoLeader)
+    }
+
+    /// Change the ring configuration from any node (forwarded to the leader); returns
+    /// the ring version after the change.
+    pub async fn propose(&self, command: RingCommand) -> Result<u64, MembershipError> {
+        let reply = self
+            .handle_ring_request(RingRequest {
+                command,
+                forwarded: false,
+            })
+            .await?;
+        Ok(reply.ring_version)
+    }
+
+    /// Handle `POST /internal/ring`: apply a ring command on the leader, or forward it.
+    pub async fn handle_ring_request(
+        &self,
+        req: RingRequest,
+    ) -> Result<RingReply, MembershipError> {
+        if let Some(address) = self.leader_elsewhere(req.forwarded).await? {
+            let forwarded = RingRequest {
+                forwarded: true,
+                ..req
+            };
+            return Ok(self
+                .client
+                .call(&address, PATH_RING, &forwarded, RING_CALL_TIMEOUT)
+                .await?);
+        }
+        let ring_version = self.write(req.command).await?;
+        Ok(RingReply { ring_version })
     }
 
     /// The leader's part of a join, one at a time.

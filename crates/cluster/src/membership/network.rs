@@ -34,6 +34,9 @@ pub const PATH_HEARTBEAT: &str = "/internal/heartbeat";
 pub const PATH_JOIN: &str = "/internal/join";
 pub const PATH_REPLICATE: &str = "/internal/replicate";
 pub const PATH_CHUNK: &str = "/internal/chunk";
+pub const PATH_DIGESTS: &str = "/internal/digests";
+pub const PATH_LOOKUP: &str = "/internal/lookup";
+pub const PATH_RING: &str = "/internal/ring";
 
 /// Why a call to a peer failed below HTTP.
 #[derive(Debug, thiserror::Error)]
