@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bucketdb_api::{ApiState, Credentials};
+use bucketdb_cluster::membership::network::Transport;
 use bucketdb_cluster::membership::sign::ClusterSecret;
 use bucketdb_cluster::membership::{LivenessConfig, Membership};
 use bucketdb_store::OsRandom;
@@ -40,7 +41,20 @@ pub struct RunningServer {
 }
 
 /// Open the node and start serving on `config.http_addr` (port 0 picks a free port).
-pub async fn start(mut config: Config) -> Result<RunningServer, Error> {
+pub async fn start(config: Config) -> Result<RunningServer, Error> {
+    start_with_transport(
+        config,
+        Arc::new(bucketdb_api::transport::HttpTransport::new()),
+    )
+    .await
+}
+
+/// [`start`], with node-to-node calls going through `transport` (HTTP in the server; a
+/// simulated network in tests).
+pub async fn start_with_transport(
+    mut config: Config,
+    transport: Arc<dyn Transport>,
+) -> Result<RunningServer, Error> {
     let listener = TcpListener::bind(config.http_addr).await?;
     let http_addr = listener.local_addr()?;
     let s3_listener = TcpListener::bind(config.s3_addr).await?;
@@ -78,7 +92,7 @@ pub async fn start(mut config: Config) -> Result<RunningServer, Error> {
     let node_id = db.service().cluster().node().id.clone();
     // Joining needs the HTTP listener up (the leader replicates to us while adding us),
     // so the cluster starts after serving began; readiness waits for membership.
-    let cluster = match start_cluster(&config, &db, &state, http_addr, stop_rx).await {
+    let cluster = match start_cluster(&config, &db, &state, http_addr, transport, stop_rx).await {
         Ok(cluster) => cluster,
         Err(e) => {
             let _ = stop.send(true);
@@ -117,6 +131,7 @@ async fn start_cluster(
     db: &BucketDb,
     state: &Arc<ApiState>,
     http_addr: SocketAddr,
+    transport: Arc<dyn Transport>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<(Arc<Membership>, Vec<JoinHandle<()>>)>, Error> {
     let stored = Membership::has_stored_state(&config.metadata_path);
@@ -152,7 +167,7 @@ async fn start_cluster(
         cluster.node().id.clone(),
         address,
         ClusterSecret::new(secret),
-        Arc::new(bucketdb_api::transport::HttpTransport::new()),
+        transport,
         LivenessConfig {
             heartbeat_interval: config.heartbeat_interval,
             node_down_timeout: config.node_down_timeout,
@@ -191,6 +206,12 @@ async fn start_cluster(
 }
 
 impl RunningServer {
+    /// The node's request-handling state (tests route simulated node-to-node calls to
+    /// it).
+    pub fn api_state(&self) -> &Arc<ApiState> {
+        &self.state
+    }
+
     /// Stop accepting connections, let in-flight requests finish, stop background work and
     /// close the stores.
     ///
