@@ -233,6 +233,16 @@ impl Sim {
         req.send().await.ok()
     }
 
+    /// The status of an upload (`POST`) or delete of `key` through node `i`.
+    async fn status(&self, i: usize, method: &str, key: &str, body: &[u8]) -> Option<u16> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+        let body = (!body.is_empty()).then(|| body.to_vec());
+        let r = self
+            .send(i, method, &format!("/objects/{BUCKET}/{key}"), body)
+            .await?;
+        Some(r.status().as_u16())
+    }
+
     async fn json(&self, i: usize, path: &str) -> Option<Value> {
         let r = self.send(i, reqwest::Method::GET, path, None).await?;
         if !r.status().is_success() {
@@ -382,6 +392,16 @@ async fn run(seed: u64, quorum: bool) {
             sim.boot(i).await;
         }
     }
+    assert_converges(&sim, &model, &log).await;
+    for i in 0..NODES {
+        sim.stop(i).await;
+    }
+}
+
+/// Wait until every node holds exactly the state `model` describes (each key's last
+/// acknowledged write, or nothing), then check every node serves those bytes.
+async fn assert_converges(sim: &Sim, model: &BTreeMap<String, Option<Vec<u8>>>, log: &[String]) {
+    let (seed, quorum) = (sim.seed, sim.quorum);
     let expected: Vec<(String, Option<String>)> = (0..KEYS)
         .map(|k| {
             let key = format!("key-{k}");
@@ -414,7 +434,7 @@ async fn run(seed: u64, quorum: bool) {
     }
     // And every node serves exactly those bytes.
     for i in 0..NODES {
-        for (key, body) in &model {
+        for (key, body) in model {
             let r = sim
                 .send(
                     i,
@@ -432,9 +452,6 @@ async fn run(seed: u64, quorum: bool) {
                 None => assert_eq!(r.status(), 404, "seed {seed}: deleted {key} via n{i}"),
             }
         }
-    }
-    for i in 0..NODES {
-        sim.stop(i).await;
     }
 }
 
@@ -468,5 +485,34 @@ async fn quorum_writes_converge_and_refused_writes_never_appear() {
     for seed in seeds() {
         eprintln!("simulation seed {seed} (quorum mode)");
         run(seed, true).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_healing() {
+    let mut sim = Sim::start(0, true).await;
+    let mut model = BTreeMap::new();
+    assert_eq!(sim.status(0, "POST", "key-0", b"before").await, Some(201));
+    model.insert("key-0".to_string(), Some(b"before".to_vec()));
+
+    // n2 is cut off: its side has one of three replicas, so its quorum writes fail and
+    // leave nothing behind; the majority side goes on.
+    sim.net.isolate(&sim.nodes[2].sim_addr, true);
+    assert_eq!(
+        sim.status(2, "POST", "key-1", &[7u8; 100_000]).await,
+        Some(503)
+    );
+    assert_eq!(sim.status(2, "POST", "key-0", b"minority").await, Some(503));
+    assert_eq!(sim.status(0, "POST", "key-2", b"majority").await, Some(201));
+    model.insert("key-2".to_string(), Some(b"majority".to_vec()));
+    assert_eq!(sim.status(1, "DELETE", "key-0", b"").await, Some(204));
+    model.insert("key-0".to_string(), None);
+    model.insert("key-1".to_string(), None);
+
+    // Healed: n2 catches up, and the refused writes appear nowhere.
+    sim.net.isolate(&sim.nodes[2].sim_addr, false);
+    assert_converges(&sim, &model, &[]).await;
+    for i in 0..NODES {
+        sim.stop(i).await;
     }
 }
