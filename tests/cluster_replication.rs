@@ -303,6 +303,16 @@ async fn async_writes_reach_every_replica_and_a_killed_node_catches_up() {
         1
     );
     storage_converges(&rest, &all).await;
+    // Every node's /cluster shows every member's figures (peers' from heartbeats).
+    eventually("peer figures in /cluster", &all, || async {
+        let s = rest.json(&b, "/cluster").await?;
+        let nodes = s["nodes"].as_array()?;
+        let ok = nodes.iter().all(|n| {
+            n["diskTotalBytes"].as_u64() > Some(0) && n["objectCount"].as_u64() == Some(3)
+        });
+        ok.then_some(())
+    })
+    .await;
 
     // Damage every chunk file on c: reads through c still return the right bytes,
     // fetched from a peer, and c's files are rewritten (repaired).

@@ -11,6 +11,7 @@
 //! timing are the machine's, so a replay is faithful in what is done, not in exact
 //! interleaving). `BUCKETDB_SIM_SEEDS=<n>` runs more seeds.
 
+mod cluster_common;
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -183,10 +184,7 @@ impl Sim {
         config.bootstrap = first && i == 0;
         config.join = (first && i > 0).then(|| format!("http://{}", self.nodes[0].sim_addr));
         // The port is known before the node starts, so peers reach it while it joins.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = cluster_common::free_port();
         config.http_addr = SocketAddr::from(([127, 0, 0, 1], port));
         self.net.route(&node.sim_addr, Some(config.http_addr));
         let link = Arc::new(Link {

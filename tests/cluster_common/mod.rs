@@ -21,13 +21,26 @@ pub const NODE_DOWN_TIMEOUT: &str = "2s";
 pub const DEADLINE: Duration = Duration::from_secs(30);
 pub const POLL: Duration = Duration::from_millis(100);
 
-/// A free loopback port: bind port 0, note the port, release it. Nodes keep the same
-/// port across restarts (their address is part of the agreed ring).
+/// Ports handed to nodes come from below Linux's ephemeral range (32768 and up), so no
+/// outgoing connection can take one between the check here and the node's own bind.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback port for a node, never handed out twice in this process. Nodes keep
+/// the same port across restarts (their address is part of the agreed ring).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding an ephemeral port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let span = NODE_PORTS.end - NODE_PORTS.start;
+    // Start at a per-process offset so concurrent test binaries rarely probe alike.
+    let offset = (std::process::id() % u32::from(span)) as u16;
+    for i in 0..span {
+        let port = NODE_PORTS.start + (offset + i) % span;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in {NODE_PORTS:?}");
 }
 
 pub struct Node {

@@ -17,8 +17,8 @@ use bucketdb_store::{ChunkId, ChunkRef, ChunkStore, Clock, Meta, StoreError, Tab
 use bytes::Bytes;
 use serde::Serialize;
 
-use membership::Membership;
 use membership::network::PeerError;
+use membership::{Membership, NodeFigures};
 use ring::Ring;
 
 /// Errors of the cluster layer.
@@ -144,6 +144,9 @@ impl Cluster {
 
     /// Make this node part of a cluster (once, at startup).
     pub fn attach_membership(&self, membership: Arc<Membership>) {
+        let (chunks, meta) = (self.chunks.clone(), self.meta.clone());
+        let path = self.storage_path.clone();
+        membership.set_figures_source(Box::new(move || own_figures(&chunks, &meta, &path)));
         let _ = self.membership.set(membership);
     }
 
@@ -292,16 +295,11 @@ impl Cluster {
     }
 
     pub fn status(&self) -> ClusterStatus {
-        let (total, free) = self
-            .chunks
-            .disk()
-            .space(&self.storage_path)
-            .unwrap_or((0, 0));
-        let object_count = self
-            .meta
-            .read()
-            .and_then(|r| r.count(Table::Current))
-            .unwrap_or(0);
+        let NodeFigures {
+            disk_total_bytes: total,
+            disk_free_bytes: free,
+            object_count,
+        } = own_figures(&self.chunks, &self.meta, &self.storage_path);
         if let Some(m) = self.membership.get() {
             return self.cluster_status(m, total, free, object_count);
         }
@@ -329,8 +327,8 @@ impl Cluster {
         }
     }
 
-    /// `/cluster` from the agreed ring and this node's liveness view. Disk and object
-    /// figures are known for this node only (peers report theirs once data moves).
+    /// `/cluster` from the agreed ring and this node's liveness view. Peers' disk and
+    /// object figures are those of their last heartbeat reply (0 until one arrived).
     fn cluster_status(
         &self,
         m: &Membership,
@@ -347,16 +345,28 @@ impl Cluster {
             .map(|member| {
                 let (liveness, last_heartbeat_ms) = m.liveness_of(&member.id);
                 let me = member.id == self.node.id;
+                let figures = if me {
+                    Some(NodeFigures {
+                        disk_total_bytes: total,
+                        disk_free_bytes: free,
+                        object_count,
+                    })
+                } else {
+                    m.figures_of(&member.id)
+                }
+                .unwrap_or_default();
                 NodeStatus {
                     id: member.id.clone(),
                     address: member.address.clone(),
                     state: member.state.as_str(),
                     liveness: liveness.as_str(),
                     last_heartbeat_ms,
-                    disk_total_bytes: if me { total } else { 0 },
-                    disk_used_bytes: if me { total.saturating_sub(free) } else { 0 },
-                    disk_free_bytes: if me { free } else { 0 },
-                    object_count: if me { object_count } else { 0 },
+                    disk_total_bytes: figures.disk_total_bytes,
+                    disk_used_bytes: figures
+                        .disk_total_bytes
+                        .saturating_sub(figures.disk_free_bytes),
+                    disk_free_bytes: figures.disk_free_bytes,
+                    object_count: figures.object_count,
                     ring_share: shares.get(&member.id).copied().unwrap_or(0.0),
                     replication_backlog: if me {
                         0
@@ -376,5 +386,18 @@ impl Cluster {
             leader: m.leader(),
             rebalancing: self.rebalance_progress(),
         }
+    }
+}
+
+/// A node's disk space (of the filesystem holding `storage_path`) and object count.
+fn own_figures(chunks: &ChunkStore, meta: &Meta, storage_path: &std::path::Path) -> NodeFigures {
+    let (total, free) = chunks.disk().space(storage_path).unwrap_or((0, 0));
+    NodeFigures {
+        disk_total_bytes: total,
+        disk_free_bytes: free,
+        object_count: meta
+            .read()
+            .and_then(|r| r.count(Table::Current))
+            .unwrap_or(0),
     }
 }

@@ -154,7 +154,22 @@ pub struct Heartbeat {
 pub struct HeartbeatReply {
     pub id: String,
     pub ring_version: u64,
+    /// The answering node's disk and object figures (absent from older nodes).
+    #[serde(default)]
+    pub figures: Option<NodeFigures>,
 }
+
+/// A node's own storage figures, shared with its peers in heartbeat replies so every
+/// node's `/cluster` shows them for all members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFigures {
+    pub disk_total_bytes: u64,
+    pub disk_free_bytes: u64,
+    pub object_count: u64,
+}
+
+/// Where a node's own figures come from (the cluster layer, which knows the stores).
+pub type FiguresSource = Box<dyn Fn() -> NodeFigures + Send + Sync>;
 
 /// A peer's liveness in this node's view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +205,7 @@ impl Liveness {
 struct Seen {
     at: Instant,
     at_ms: u64,
+    figures: Option<NodeFigures>,
 }
 
 /// The raft node id of a BucketDB node id: a stable 64-bit hash, so ids stay strings in
@@ -231,6 +247,7 @@ pub struct Membership {
     /// Joins are handled one at a time on the leader: raft allows one membership change
     /// in flight.
     join_lock: tokio::sync::Mutex<()>,
+    figures_source: std::sync::OnceLock<FiguresSource>,
 }
 
 impl Membership {
@@ -288,6 +305,7 @@ impl Membership {
             seen: Mutex::new(HashMap::new()),
             started: Instant::now(),
             join_lock: tokio::sync::Mutex::new(()),
+            figures_source: std::sync::OnceLock::new(),
         }))
     }
 
@@ -647,24 +665,41 @@ impl Membership {
 
     /// `POST /internal/heartbeat`: a peer is alive; answer with our ring version.
     pub fn handle_heartbeat(&self, hb: &Heartbeat) -> HeartbeatReply {
-        self.saw(&hb.from);
+        self.saw(&hb.from, None);
         HeartbeatReply {
             id: self.id.clone(),
             ring_version: self.ring.borrow().ring_version,
+            figures: self.figures_source.get().map(|f| f()),
         }
     }
 
-    fn saw(&self, id: &str) {
+    /// Tell heartbeat replies where this node's figures come from (once, at startup).
+    pub fn set_figures_source(&self, source: FiguresSource) {
+        let _ = self.figures_source.set(source);
+    }
+
+    /// A peer's figures from its last heartbeat reply, if any.
+    pub fn figures_of(&self, id: &str) -> Option<NodeFigures> {
+        self.seen
+            .lock()
+            .ok()
+            .and_then(|s| s.get(id).and_then(|x| x.figures))
+    }
+
+    fn saw(&self, id: &str, figures: Option<NodeFigures>) {
         // Only ring members are tracked, so the map is bounded by the ring's size.
         if !self.ring.borrow().members.contains_key(id) {
             return;
         }
         if let Ok(mut seen) = self.seen.lock() {
+            // A heartbeat received (not answered) carries no figures: keep the last.
+            let figures = figures.or_else(|| seen.get(id).and_then(|x| x.figures));
             seen.insert(
                 id.to_string(),
                 Seen {
                     at: Instant::now(),
                     at_ms: unix_ms(),
+                    figures,
                 },
             );
         }
@@ -721,7 +756,7 @@ impl Membership {
                     .call(&m.address, PATH_HEARTBEAT, &hb, me.liveness.heartbeat_interval)
                     .await;
                 match answer {
-                    Ok(r) if r.id == m.id => me.saw(&m.id),
+                    Ok(r) if r.id == m.id => me.saw(&m.id, r.figures),
                     Ok(r) => tracing::warn!(expected = %m.id, answered = %r.id, "heartbeat answered by another node"),
                     Err(e) => tracing::debug!(peer = %m.id, error = %e, "heartbeat failed"),
                 }
