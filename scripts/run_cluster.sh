@@ -10,7 +10,6 @@
 # ./cluster-data/nodeN.pid and its log in ./cluster-data/nodeN.log. Node 1 bootstraps the
 # cluster; nodes 2 and 3 join it. The cluster secret and root keys are generated on the
 # first start and kept in ./cluster-data/env, so restarts reuse them.
-# Note: this build agrees on membership only; objects stay on the node that receives them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

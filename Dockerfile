@@ -1,0 +1,31 @@
+# BucketDB in a container: one static-ish binary on Debian slim.
+#   docker build -t bucketdb .
+#   docker run -d -p 9080:9080 -p 8080:8080 -v ./data:/data bucketdb            # one node
+#   docker compose up -d                                                        # 3 nodes
+# Data (chunks and metadata) lives under /data; generated root keys are printed to the
+# log on the first start and kept in /data/meta/credentials.toml.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin bucketdb \
+ && cp target/release/bucketdb /usr/local/bin/bucketdb
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data bucketdb \
+ && mkdir -p /data && chown bucketdb /data
+COPY --from=build /usr/local/bin/bucketdb /usr/local/bin/bucketdb
+USER bucketdb
+ENV BUCKETDB_STORAGE_PATH=/data/storage \
+    BUCKETDB_METADATA_PATH=/data/meta \
+    BUCKETDB_HTTP_ADDR=0.0.0.0:9080 \
+    BUCKETDB_S3_ADDR=0.0.0.0:8080
+VOLUME /data
+EXPOSE 9080 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
+  CMD curl -fsS http://127.0.0.1:9080/health/ready || exit 1
+ENTRYPOINT ["bucketdb"]
+CMD ["server"]
