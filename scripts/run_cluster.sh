@@ -65,7 +65,7 @@ start() {
     fi
   done
   echo
-  echo "BucketDB cluster of $NODES nodes (membership only: objects are not replicated yet)"
+  echo "BucketDB cluster of $NODES nodes (replication factor 3: every object on every node)"
   for n in $(seq 1 $NODES); do
     echo "  node$n  REST http://127.0.0.1:$((9079 + n))  S3 http://127.0.0.1:$((8079 + n))  pid $(pid_of "$n")"
   done

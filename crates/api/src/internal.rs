@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bucketdb_cluster::membership::network::{
-    MAX_INTERNAL_BODY_BYTES, PATH_CHUNK, PATH_DIGESTS, PATH_HEARTBEAT, PATH_JOIN, PATH_LOOKUP,
+    MAX_INTERNAL_REQUEST_BYTES, PATH_CHUNK, PATH_DIGESTS, PATH_HEARTBEAT, PATH_JOIN, PATH_LOOKUP,
     PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE, PATH_REPLICATE, PATH_RING, PeerError,
 };
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
@@ -106,7 +106,7 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
         );
     }
     let path = parts.uri.path().to_string();
-    let body = match http_body_util::Limited::new(body, MAX_INTERNAL_BODY_BYTES)
+    let body = match http_body_util::Limited::new(body, MAX_INTERNAL_REQUEST_BYTES)
         .collect()
         .await
     {
@@ -115,7 +115,9 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "BodyTooLarge",
-                format!("internal request bodies are limited to {MAX_INTERNAL_BODY_BYTES} bytes"),
+                format!(
+                    "internal request bodies are limited to {MAX_INTERNAL_REQUEST_BYTES} bytes"
+                ),
             );
         }
     };

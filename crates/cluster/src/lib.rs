@@ -106,10 +106,10 @@ pub struct Cluster {
     repl_wake: tokio::sync::Notify,
     /// Chunks rewritten from a peer's copy after failing verification here.
     chunks_repaired: std::sync::atomic::AtomicU64,
-    /// Garbage collection holds this exclusively while it decides which queued chunks
-    /// to delete and deletes them; storing a chunk received from a peer and committing
-    /// its reference holds it shared (chunk ids are reused across nodes, so a queued id
-    /// can be referenced again).
+    /// Held exclusively by garbage collection while it decides which queued chunks to
+    /// delete and deletes them, and by a replica while it stores chunks received from a
+    /// peer and commits their references (chunk ids are reused across nodes, so a
+    /// queued id can be referenced again).
     chunk_gate: tokio::sync::RwLock<()>,
     /// The last anti-entropy round's (versions held here but owned elsewhere, versions
     /// checked): data still to move off this node.
@@ -184,9 +184,11 @@ impl Cluster {
         self.chunk_gate.write().await
     }
 
-    /// Held while chunks received from a peer are stored and referenced.
-    pub async fn receive_gate(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.chunk_gate.read().await
+    /// Held while chunks received from a peer are stored and referenced (or found
+    /// unneeded and deleted again): one change at a time, so two copies of the same
+    /// version arriving from two peers cannot delete each other's chunk files.
+    pub async fn receive_gate(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.chunk_gate.write().await
     }
 
     /// Record what the last anti-entropy round found still to move off this node.

@@ -42,6 +42,9 @@ pub const CHUNK_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// set of workers is matched to the ring.
 pub const REPL_IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// Longest wait for peers to take a bucket change before the client is answered.
+pub const BUCKET_PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The `usage` entry holding the next replication queue number.
 const QUEUE_COUNTER: &[u8] = b"repl_queue_next";
 
@@ -89,6 +92,8 @@ pub enum ReplPayload {
         /// bucket was deleted.
         record: Option<Vec<u8>>,
         config: Option<Vec<u8>>,
+        /// When the bucket last changed: replicas keep the latest change.
+        stamp: u64,
     },
     /// Quorum mode, first phase: hold this version (chunks fetched and kept, record
     /// staged, invisible) until the coordinator's `Version` (its commit) or `Abort`.
@@ -334,6 +339,35 @@ impl Cluster {
         Ok(applied)
     }
 
+    /// Push a bucket's current record and settings to every live peer now, waiting up
+    /// to `BUCKET_PUSH_TIMEOUT`, so requests through other nodes see a new or changed
+    /// bucket at once. Peers this misses get the change from the replication queue.
+    pub async fn push_bucket_now(&self, name: &str) {
+        let peers = self.live_peers();
+        if peers.is_empty() {
+            return;
+        }
+        let payload = match self.meta.read().and_then(|kv| {
+            materialise(
+                kv.as_ref(),
+                ReplOp::Bucket {
+                    name: name.to_string(),
+                },
+            )
+        }) {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(bucket = %name, error = %e, "reading a bucket to push failed");
+                return;
+            }
+        };
+        let n = peers.len();
+        if let Err(e) = self.send_now(&peers, payload, n, BUCKET_PUSH_TIMEOUT).await {
+            tracing::debug!(bucket = %name, error = %e, "pushing a bucket change failed");
+        }
+    }
+
     /// Members other than this node that are not removed and not down in this node's
     /// view: (node id, address).
     pub fn live_peers(&self) -> Vec<(String, String)> {
@@ -547,14 +581,15 @@ impl Cluster {
 
     /// Make sure this node holds `chunk`, fetching it from `source` if not: verified
     /// against its length and SHA-256 before it is written (durably, under the same id).
-    pub async fn fetch_chunk(&self, source: &str, chunk: &ChunkRef) -> Result<(), ClusterError> {
+    /// Returns whether it wrote the chunk here.
+    pub async fn fetch_chunk(&self, source: &str, chunk: &ChunkRef) -> Result<bool, ClusterError> {
         let present = self
             .meta
             .read()?
             .get(Table::Chunks, &chunk.id.to_bytes())?
             .is_some();
         if present {
-            return Ok(());
+            return Ok(false);
         }
         let m = self
             .membership
@@ -580,7 +615,26 @@ impl Cluster {
         tokio::task::spawn_blocking(move || store.write_replica(&chunk, &data))
             .await
             .map_err(|e| ClusterError::Task(e.to_string()))??;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Delete the files of chunks fetched for a change that did not take them after all
+    /// (a newer copy or a removal was already here). Call with the receive gate held.
+    pub async fn drop_unreferenced(&self, fetched: Vec<ChunkRef>) -> Result<(), ClusterError> {
+        if fetched.is_empty() {
+            return Ok(());
+        }
+        let unreferenced: Vec<_> = {
+            let kv = self.meta.read()?;
+            let mut out = Vec::new();
+            for c in fetched {
+                if kv.get(Table::Chunks, &c.id.to_bytes())?.is_none() {
+                    out.push(c.id);
+                }
+            }
+            out
+        };
+        self.delete_chunks(unreferenced).await
     }
 
     /// Answer a peer's chunk fetch: the chunk's bytes from this node's disk, verified.
@@ -704,6 +758,11 @@ fn materialise(kv: &dyn KvRead, op: ReplOp) -> Result<Option<ReplPayload>, Store
         ReplOp::Bucket { name } => Some(ReplPayload::Bucket {
             record: kv.get(Table::Buckets, name.as_bytes())?,
             config: kv.get(Table::BucketConfig, name.as_bytes())?,
+            stamp: kv
+                .get(Table::BucketStamps, name.as_bytes())?
+                .map(|v| decode(&v))
+                .transpose()?
+                .unwrap_or(0),
             name,
         }),
     })

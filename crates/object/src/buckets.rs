@@ -18,6 +18,14 @@ const UPLOAD_ABORT_PAGE: usize = 256;
 /// Most buckets one node holds (listing returns them all).
 pub const MAX_BUCKETS: u64 = 10_000;
 
+/// When the bucket last changed here (0: never).
+pub(crate) fn bucket_stamp(kv: &dyn KvRead, name: &str) -> Result<u64> {
+    Ok(match kv.get(Table::BucketStamps, name.as_bytes())? {
+        Some(v) => decode(&v)?,
+        None => 0,
+    })
+}
+
 /// Whether a bucket (by its key prefix) still has objects or versions.
 fn holds_data(kv: &dyn KvRead, prefix: &[u8], end: Option<&[u8]>) -> Result<bool> {
     for t in [Table::Current, Table::Versions] {
@@ -29,8 +37,11 @@ fn holds_data(kv: &dyn KvRead, prefix: &[u8], end: Option<&[u8]>) -> Result<bool
 }
 
 impl ObjectService {
-    /// Queue the bucket's record and settings, as they are when sent, for every peer.
+    /// Stamp the bucket as changed now and queue its record and settings, as they are
+    /// when sent, for every peer.
     fn replicate_bucket(&self, kv: &mut dyn KvWrite, name: &str) -> Result<()> {
+        let stamp = self.now_seq().max(bucket_stamp(kv, name)? + 1);
+        kv.put(Table::BucketStamps, name.as_bytes(), &encode(&stamp)?)?;
         let op = ReplOp::Bucket {
             name: name.to_string(),
         };
@@ -74,7 +85,8 @@ impl ObjectService {
         let rec = self.new_bucket_record(name);
         let name = name.to_string();
         let svc = self.clone();
-        self.cluster
+        let created = self
+            .cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 if kv.get(Table::Buckets, name.as_bytes())?.is_some() {
@@ -82,7 +94,9 @@ impl ObjectService {
                 }
                 svc.bucket_for_write(kv, &name, Some(rec))
             })
-            .await
+            .await?;
+        self.cluster.push_bucket_now(&created.name).await;
+        Ok(created)
     }
 
     pub fn head_bucket(&self, name: &str) -> Result<BucketRecord> {
@@ -127,6 +141,7 @@ impl ObjectService {
             }
         }
         let name = name.to_string();
+        let pushed = name.clone();
         let svc = self.clone();
         self.cluster
             .meta()
@@ -145,7 +160,9 @@ impl ObjectService {
                 kv.delete(Table::BucketConfig, name.as_bytes())?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.cluster.push_bucket_now(&pushed).await;
+        Ok(())
     }
 
     /// The bucket's optional settings (defaults when none were set).
@@ -167,8 +184,10 @@ impl ObjectService {
     ) -> Result<BucketConfig> {
         validate_bucket_name(name)?;
         let name = name.to_string();
+        let pushed = name.clone();
         let svc = self.clone();
-        self.cluster
+        let config = self
+            .cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 load_bucket(kv, &name)?;
@@ -182,7 +201,9 @@ impl ObjectService {
                 kv.put(Table::BucketConfig, name.as_bytes(), &encode(&c)?)?;
                 Ok(c)
             })
-            .await
+            .await?;
+        self.cluster.push_bucket_now(&pushed).await;
+        Ok(config)
     }
 
     pub async fn set_versioning(self: &Arc<Self>, name: &str, state: Versioning) -> Result<()> {
@@ -206,6 +227,7 @@ impl ObjectService {
         change: impl FnOnce(&mut BucketRecord) -> Result<()> + Send + 'static,
     ) -> Result<()> {
         let svc = self.clone();
+        let pushed = name.clone();
         self.cluster
             .meta()
             .write(move |kv| -> Result<_> {
@@ -215,6 +237,8 @@ impl ObjectService {
                 kv.put(Table::Buckets, name.as_bytes(), &encode(&b)?)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.cluster.push_bucket_now(&pushed).await;
+        Ok(())
     }
 }

@@ -151,14 +151,14 @@ impl ObjectService {
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let mut rec = rec;
-        let prepared = match new_bucket {
-            // A bucket created by this write is not on the replicas yet: the write
-            // replicates after its commit, like the bucket.
-            Some(_) if self.head_bucket(bucket).is_err() => None,
-            _ => {
-                self.prepare_quorum(bucket, &mut rec, inline.as_deref())
-                    .await?
-            }
+        // A bucket created by this write is not on the replicas yet: the write
+        // replicates after its commit, like the bucket.
+        let creating = new_bucket.is_some() && self.head_bucket(bucket).is_err();
+        let prepared = if creating {
+            None
+        } else {
+            self.prepare_quorum(bucket, &mut rec, inline.as_deref())
+                .await?
         };
         let bucket = bucket.to_string();
         let svc = self.clone();
@@ -190,6 +190,9 @@ impl ObjectService {
             }
         };
         self.wake_gc(freed);
+        if creating {
+            self.cluster.push_bucket_now(&attempt.0).await;
+        }
         Ok(rec)
     }
 }

@@ -12,9 +12,10 @@ use bucketdb_cluster::replication::{
 };
 use bucketdb_store::keys::{bucket_prefix, prefix_end, tombstone_key, version_key};
 use bucketdb_store::records::{BucketConfig, BucketRecord, ObjectRecord, decode, encode};
-use bucketdb_store::{KvWrite, Table};
+use bucketdb_store::{ChunkRef, KvWrite, Table};
 
 use crate::ObjectService;
+use crate::buckets::bucket_stamp;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
 use crate::quorum::{hold_prepared, release_prepared};
@@ -50,12 +51,18 @@ impl ObjectService {
                 inline,
             } => {
                 let _gate = self.cluster.receive_gate().await;
-                let rec = self.receive_version(source, &bucket, &record).await?;
+                let rec: ObjectRecord = decode(&record)?;
+                let fetched = if self.holds_newer(&bucket, &rec)? {
+                    Vec::new()
+                } else {
+                    self.receive_chunks(source, &bucket, &rec).await?
+                };
                 let svc = self.clone();
                 self.write_freeing(move |kv| {
                     svc.install_replica(kv, &bucket, rec, inline.as_deref())
                 })
                 .await?;
+                self.cluster.drop_unreferenced(fetched).await?;
             }
             ReplPayload::Removed {
                 bucket,
@@ -86,12 +93,16 @@ impl ObjectService {
                 inline,
             } => {
                 let _gate = self.cluster.receive_gate().await;
-                let rec = self.receive_version(source, &bucket, &record).await?;
+                let rec: ObjectRecord = decode(&record)?;
+                let fetched = self.receive_chunks(source, &bucket, &rec).await?;
                 let (source, now_ms) = (source.to_string(), self.now_ms());
-                self.cluster
+                let held = self
+                    .cluster
                     .meta()
                     .write(move |kv| hold_prepared(kv, &source, &bucket, rec, inline, now_ms))
-                    .await?;
+                    .await;
+                self.cluster.drop_unreferenced(fetched).await?;
+                held?;
             }
             ReplPayload::Abort {
                 bucket,
@@ -109,11 +120,12 @@ impl ObjectService {
                 name,
                 record,
                 config,
+                stamp,
             } => {
                 validate_bucket_name(&name)?;
                 self.cluster
                     .meta()
-                    .write(move |kv| apply_bucket(kv, &name, record, config))
+                    .write(move |kv| apply_bucket(kv, &name, record, config, stamp))
                     .await?;
             }
         }
@@ -131,21 +143,43 @@ impl ObjectService {
         Ok(())
     }
 
-    /// Decode and check a version another node sent, and make sure its chunks are here
-    /// (fetched from the sender when not).
-    async fn receive_version(
+    /// Check a version another node sent and make sure its chunks are here, fetching
+    /// those that are not from the sender; returns the chunks it fetched (to be deleted
+    /// again if the change does not take them).
+    async fn receive_chunks(
         &self,
         source: &str,
         bucket: &str,
-        record: &[u8],
-    ) -> Result<ObjectRecord> {
-        let rec: ObjectRecord = decode(record)?;
+        rec: &ObjectRecord,
+    ) -> Result<Vec<ChunkRef>> {
         validate_bucket_name(bucket)?;
         validate_key(&rec.key)?;
+        let mut fetched = Vec::new();
         for chunk in rec.chunks() {
-            self.cluster.fetch_chunk(source, chunk).await?;
+            match self.cluster.fetch_chunk(source, chunk).await {
+                Ok(true) => fetched.push(chunk.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    self.cluster.drop_unreferenced(fetched).await?;
+                    return Err(e.into());
+                }
+            }
         }
-        Ok(rec)
+        Ok(fetched)
+    }
+
+    /// Whether this node already holds `rec`'s version at its `seq` or later, or removed
+    /// it: installing it would change nothing, so its chunks are not fetched.
+    fn holds_newer(&self, bucket: &str, rec: &ObjectRecord) -> Result<bool> {
+        let kv = self.cluster.meta().read()?;
+        let tkey = tombstone_key(bucket, &rec.key, &rec.version_id);
+        if tombstone_seq(kv.as_ref(), &tkey)?.is_some_and(|removed| removed >= rec.seq) {
+            return Ok(true);
+        }
+        Ok(
+            find_version(kv.as_ref(), bucket, &rec.key, &rec.version_id)?
+                .is_some_and(|(_, held)| held.seq >= rec.seq),
+        )
     }
 
     /// Install a version made on another node, unless this node already has it or
@@ -207,7 +241,13 @@ fn apply_bucket(
     name: &str,
     record: Option<Vec<u8>>,
     config: Option<Vec<u8>>,
+    stamp: u64,
 ) -> Result<()> {
+    if bucket_stamp(kv, name)? >= stamp {
+        // This node has this change already, or a later one.
+        return Ok(());
+    }
+    kv.put(Table::BucketStamps, name.as_bytes(), &encode(&stamp)?)?;
     match record {
         Some(record) => {
             let rec: BucketRecord = decode(&record)?;

@@ -21,9 +21,13 @@ use super::sign::ClusterSecret;
 
 /// Largest chunk a node sends another (the largest configurable chunk size).
 pub const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
-/// Largest `/internal/*` request or response body: one chunk (a chunk fetch's answer)
-/// plus room for framing. Raft messages and replication batches are far smaller.
+/// Largest `/internal/*` response body: one chunk (a chunk fetch's answer) plus room
+/// for framing.
 pub const MAX_INTERNAL_BODY_BYTES: usize = MAX_CHUNK_BYTES + 1024 * 1024;
+/// Largest `/internal/*` request body, read before its signature is checked: a
+/// replication batch (which stops growing past 4 MiB) plus one inline body and records,
+/// raft messages and snapshots of the ring configuration all fit well within it.
+pub const MAX_INTERNAL_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// Snapshots are sent in chunks of at most this many bytes.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 

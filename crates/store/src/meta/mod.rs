@@ -45,10 +45,14 @@ pub enum Table {
     /// `bucket NUL key NUL version_id NUL seq` → `PendingVersion`: quorum mode, a version
     /// prepared here (chunks held, invisible) until its coordinator commits or aborts it
     Pending,
+    /// bucket name → `u64`: when the bucket last changed (microseconds, only growing),
+    /// so replicas apply bucket changes in the order they were made; kept after a
+    /// delete, so a late copy of the bucket does not bring it back
+    BucketStamps,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Buckets,
         Table::Current,
         Table::Versions,
@@ -62,6 +66,7 @@ impl Table {
         Table::ReplQueue,
         Table::Tombstones,
         Table::Pending,
+        Table::BucketStamps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl Table {
             Table::ReplQueue => "repl_queue",
             Table::Tombstones => "tombstones",
             Table::Pending => "pending",
+            Table::BucketStamps => "bucket_stamps",
         }
     }
 }
