@@ -46,7 +46,7 @@ start_cluster() {
 }
 
 backlog() { curl -sf -u $AK:$SK "${http[1]}/stats" | grep -o '"replicationBacklog":[0-9]*' | cut -d: -f2; }
-s3bench() { local ep=$1; shift; "$bin" bench --endpoint "$ep" --access-key $AK --secret-key $SK "$@"; }
+s3bench() { local ep=$1; shift; "$bin" bench --endpoint "$ep" --access-key $AK --secret-key $SK --allow-errors "$@"; }
 title() { echo; echo "### $*"; }
 scenario() { [ "$what" = all ] || [ "$what" = "$1" ]; }
 

@@ -50,8 +50,12 @@ impl ObjectService {
                 record,
                 inline,
             } => {
-                let _gate = self.cluster.receive_gate().await;
                 let rec: ObjectRecord = decode(&record)?;
+                // Inline objects have no chunk files: nothing for GC to race with.
+                let _gate = match rec.chunks().is_empty() {
+                    true => None,
+                    false => Some(self.cluster.receive_gate().await),
+                };
                 let fetched = if self.holds_newer(&bucket, &rec)? {
                     Vec::new()
                 } else {
@@ -92,8 +96,11 @@ impl ObjectService {
                 record,
                 inline,
             } => {
-                let _gate = self.cluster.receive_gate().await;
                 let rec: ObjectRecord = decode(&record)?;
+                let _gate = match rec.chunks().is_empty() {
+                    true => None,
+                    false => Some(self.cluster.receive_gate().await),
+                };
                 let fetched = self.receive_chunks(source, &bucket, &rec).await?;
                 let (source, now_ms) = (source.to_string(), self.now_ms());
                 let held = self
