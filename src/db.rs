@@ -173,6 +173,9 @@ impl BucketDb {
                         if *stop.borrow() { return; }
                     }
                     _ = svc.gc_wanted(gc_interval) => {
+                        if let Err(e) = svc.expire_tombstones().await {
+                            tracing::warn!(error = %e, "expiring tombstones failed");
+                        }
                         if let Err(e) = svc.drop_stale_prepared().await {
                             tracing::warn!(error = %e, "dropping stale prepared versions failed");
                         }

@@ -42,6 +42,7 @@ pub use list::{ListPage, ListQuery, MAX_LIST_LIMIT};
 pub use multipart::{CombineChecksums, MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE, PartUpload};
 pub use put::{BodyChecksums, PutOptions};
 pub use rebalance::AntiEntropyReport;
+pub use replica::TOMBSTONE_TTL;
 pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList, VersionPage};
 
 /// Default size of a chunk.

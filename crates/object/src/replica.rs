@@ -6,17 +6,21 @@
 //! applied here are not queued again: only the node where a change was made sends it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bucketdb_cluster::replication::{
     ReplAck, ReplBatch, ReplPayload, decode_message, encode_message,
 };
 use bucketdb_store::keys::{bucket_prefix, prefix_end, tombstone_key, version_key};
-use bucketdb_store::records::{BucketConfig, BucketRecord, ObjectRecord, decode, encode};
+use bucketdb_store::records::{
+    BucketConfig, BucketRecord, ObjectRecord, Tombstone, decode, encode,
+};
 use bucketdb_store::{ChunkRef, KvWrite, Table};
 
 use crate::ObjectService;
 use crate::buckets::bucket_stamp;
 use crate::error::{ObjectError, Result};
+use crate::gc::GC_BATCH;
 use crate::names::{validate_bucket_name, validate_key};
 use crate::quorum::{hold_prepared, release_prepared};
 use crate::refs::add_refs;
@@ -26,7 +30,56 @@ use crate::versions::{
     write_tombstone,
 };
 
+/// How long a removal is remembered. A copy of a removed version still queued
+/// somewhere when this has passed (a node down for longer) could bring it back.
+pub const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Tombstones examined per scan when expiring them.
+const TOMBSTONE_SCAN_PAGE: usize = 256;
+
 impl ObjectService {
+    /// Forget removals older than [`TOMBSTONE_TTL`], at most `GC_BATCH` per call;
+    /// returns how many.
+    pub async fn expire_tombstones(&self) -> Result<u64> {
+        let cutoff = self
+            .now_ms()
+            .saturating_sub(TOMBSTONE_TTL.as_millis() as u64);
+        let mut expired = Vec::new();
+        {
+            let kv = self.cluster.meta().read()?;
+            let mut from = Vec::new();
+            loop {
+                let page = kv.scan(Table::Tombstones, &from, None, TOMBSTONE_SCAN_PAGE)?;
+                for (k, v) in &page {
+                    if decode::<Tombstone>(v)?.removed_ms <= cutoff && expired.len() < GC_BATCH {
+                        expired.push(k.clone());
+                    }
+                }
+                match page.last() {
+                    Some((k, _))
+                        if page.len() == TOMBSTONE_SCAN_PAGE && expired.len() < GC_BATCH =>
+                    {
+                        from = k.clone();
+                        from.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let n = expired.len() as u64;
+        if n > 0 {
+            self.cluster
+                .meta()
+                .write(move |kv| -> Result<()> {
+                    for k in &expired {
+                        kv.delete(Table::Tombstones, k)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+
     /// Apply a batch a peer sent; answers which of its operations were applied (the
     /// sender retries the rest later).
     pub async fn apply_replicated(self: &Arc<Self>, body: &[u8]) -> Result<Vec<u8>> {

@@ -243,3 +243,41 @@ async fn a_chunk_queued_for_gc_and_referenced_again_is_kept() {
     assert_eq!(env.get("bkt", "k", Some(&copy.version_id)).await, data);
     assert_fsck_clean(env).await;
 }
+
+#[tokio::test]
+async fn removals_are_remembered_for_the_tombstone_ttl_then_forgotten() {
+    let env = Env::with_config(multipart_config());
+    env.create_versioned_bucket("bkt").await;
+    let local = env.put("bkt", "k", b"small").await;
+    let removed = ReplPayload::Removed {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        version_id: local.version_id.clone(),
+        seq: local.seq,
+    };
+    assert_eq!(apply(&env, vec![removed]).await, [0]);
+    let tombstones = |env: &Env| {
+        env.svc
+            .cluster()
+            .meta()
+            .read()
+            .unwrap()
+            .count(Table::Tombstones)
+            .unwrap()
+    };
+    assert_eq!(tombstones(&env), 1);
+    // Within the TTL a late copy is refused; after it the removal is forgotten.
+    assert_eq!(env.svc.expire_tombstones().await.unwrap(), 0);
+    assert_eq!(apply(&env, vec![version("bkt", &local)]).await, [0]);
+    assert!(
+        env.svc
+            .list_object_versions("bkt", "k")
+            .unwrap()
+            .versions
+            .is_empty()
+    );
+    env.clock
+        .advance_ms(bucketdb_object::TOMBSTONE_TTL.as_millis() as u64 + 1);
+    assert_eq!(env.svc.expire_tombstones().await.unwrap(), 1);
+    assert_eq!(tombstones(&env), 0);
+}
