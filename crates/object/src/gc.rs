@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bucketdb_store::{ChunkId, StoreError, Table};
+use bucketdb_store::{ChunkId, KvRead, StoreError, Table};
 
 use crate::ObjectService;
 use crate::error::Result;
@@ -15,6 +15,35 @@ use crate::refs::parse_gc_key;
 
 /// Chunks deleted per GC batch.
 pub const GC_BATCH: usize = 1024;
+
+/// Entries of `table` examined per scan by [`expired_keys`].
+const EXPIRY_SCAN_PAGE: usize = 256;
+
+/// Keys of entries of `table` that `expired` picks, scanning a page at a time, at most
+/// `GC_BATCH` of them (background expiry of tombstones and prepared copies).
+pub(crate) fn expired_keys(
+    kv: &dyn KvRead,
+    table: Table,
+    expired: &mut dyn FnMut(&[u8]) -> Result<bool>,
+) -> Result<Vec<Vec<u8>>> {
+    let mut keys = Vec::new();
+    let mut from = Vec::new();
+    loop {
+        let page = kv.scan(table, &from, None, EXPIRY_SCAN_PAGE)?;
+        for (k, v) in &page {
+            if keys.len() < GC_BATCH && expired(v)? {
+                keys.push(k.clone());
+            }
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == EXPIRY_SCAN_PAGE && keys.len() < GC_BATCH => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => return Ok(keys),
+        }
+    }
+}
 
 impl ObjectService {
     pub(crate) fn wake_gc(&self, freed: bool) {

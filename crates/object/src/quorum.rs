@@ -15,7 +15,7 @@ use bucketdb_store::{KvWrite, Table};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
-use crate::gc::GC_BATCH;
+use crate::gc::expired_keys;
 use crate::refs::{add_refs, release_refs};
 use crate::versions::{NULL_VERSION, load_bucket, scan_versions, tombstone_seq};
 
@@ -27,8 +27,6 @@ const PENDING_PER_VERSION_MAX: usize = 64;
 /// the chunks are fetched again from the coordinator, which references them.
 pub const PREPARED_TTL_MIN: Duration = Duration::from_secs(60);
 const PREPARED_TTL_TIMEOUTS: u32 = 10;
-/// Prepared copies examined per scan of the `pending` table.
-const PENDING_SCAN_PAGE: usize = 256;
 
 /// A version prepared on enough replicas; [`ObjectService::abort_prepared`] undoes it.
 pub(crate) struct Prepared {
@@ -86,26 +84,11 @@ impl ObjectService {
         let ttl = self.prepared_ttl();
         let now_ms = self.now_ms();
         let cutoff = now_ms.saturating_sub(ttl.as_millis() as u64);
-        let mut stale = Vec::new();
-        {
-            let kv = self.cluster.meta().read()?;
-            let mut from = Vec::new();
-            loop {
-                let page = kv.scan(Table::Pending, &from, None, PENDING_SCAN_PAGE)?;
-                for (k, v) in &page {
-                    if decode::<PendingVersion>(v)?.prepared_ms <= cutoff {
-                        stale.push(k.clone());
-                    }
-                }
-                match page.last() {
-                    Some((k, _)) if page.len() == PENDING_SCAN_PAGE && stale.len() < GC_BATCH => {
-                        from = k.clone();
-                        from.push(0);
-                    }
-                    _ => break,
-                }
-            }
-        }
+        let stale = expired_keys(
+            self.cluster.meta().read()?.as_ref(),
+            Table::Pending,
+            &mut |v| Ok(decode::<PendingVersion>(v)?.prepared_ms <= cutoff),
+        )?;
         if stale.is_empty() {
             return Ok(0);
         }

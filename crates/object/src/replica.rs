@@ -20,7 +20,7 @@ use bucketdb_store::{ChunkRef, KvWrite, Table};
 use crate::ObjectService;
 use crate::buckets::bucket_stamp;
 use crate::error::{ObjectError, Result};
-use crate::gc::GC_BATCH;
+use crate::gc::expired_keys;
 use crate::names::{validate_bucket_name, validate_key};
 use crate::quorum::{hold_prepared, release_prepared};
 use crate::refs::add_refs;
@@ -33,38 +33,19 @@ use crate::versions::{
 /// How long a removal is remembered. A copy of a removed version still queued
 /// somewhere when this has passed (a node down for longer) could bring it back.
 pub const TOMBSTONE_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Tombstones examined per scan when expiring them.
-const TOMBSTONE_SCAN_PAGE: usize = 256;
 
 impl ObjectService {
-    /// Forget removals older than [`TOMBSTONE_TTL`], at most `GC_BATCH` per call;
+    /// Forget removals older than [`TOMBSTONE_TTL`], a bounded batch per call;
     /// returns how many.
     pub async fn expire_tombstones(&self) -> Result<u64> {
         let cutoff = self
             .now_ms()
             .saturating_sub(TOMBSTONE_TTL.as_millis() as u64);
-        let mut expired = Vec::new();
-        {
-            let kv = self.cluster.meta().read()?;
-            let mut from = Vec::new();
-            loop {
-                let page = kv.scan(Table::Tombstones, &from, None, TOMBSTONE_SCAN_PAGE)?;
-                for (k, v) in &page {
-                    if decode::<Tombstone>(v)?.removed_ms <= cutoff && expired.len() < GC_BATCH {
-                        expired.push(k.clone());
-                    }
-                }
-                match page.last() {
-                    Some((k, _))
-                        if page.len() == TOMBSTONE_SCAN_PAGE && expired.len() < GC_BATCH =>
-                    {
-                        from = k.clone();
-                        from.push(0);
-                    }
-                    _ => break,
-                }
-            }
-        }
+        let expired = expired_keys(
+            self.cluster.meta().read()?.as_ref(),
+            Table::Tombstones,
+            &mut |v| Ok(decode::<Tombstone>(v)?.removed_ms <= cutoff),
+        )?;
         let n = expired.len() as u64;
         if n > 0 {
             self.cluster
