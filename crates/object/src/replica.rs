@@ -85,11 +85,7 @@ impl ObjectService {
                 inline,
             } => {
                 let rec: ObjectRecord = decode(&record)?;
-                // Inline objects have no chunk files: nothing for GC to race with.
-                let _gate = match rec.chunks().is_empty() {
-                    true => None,
-                    false => Some(self.cluster.receive_gate().await),
-                };
+                let _gate = self.gate_for(&rec).await;
                 let fetched = if self.holds_newer(&bucket, &rec)? {
                     Vec::new()
                 } else {
@@ -131,10 +127,7 @@ impl ObjectService {
                 inline,
             } => {
                 let rec: ObjectRecord = decode(&record)?;
-                let _gate = match rec.chunks().is_empty() {
-                    true => None,
-                    false => Some(self.cluster.receive_gate().await),
-                };
+                let _gate = self.gate_for(&rec).await;
                 let fetched = self.receive_chunks(source, &bucket, &rec).await?;
                 let (source, now_ms) = (source.to_string(), self.now_ms());
                 let held = self
@@ -182,6 +175,16 @@ impl ObjectService {
         let freed = self.cluster.meta().write(change).await?;
         self.wake_gc(freed);
         Ok(())
+    }
+
+    /// The receive gate, for a version with chunk files (inline ones have none for GC
+    /// to race with, so they keep group commit).
+    async fn gate_for(&self, rec: &ObjectRecord) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        if rec.chunks().is_empty() {
+            None
+        } else {
+            Some(self.cluster.receive_gate().await)
+        }
     }
 
     /// Check a version another node sent and make sure its chunks are here, fetching
