@@ -79,9 +79,15 @@ pub async fn start_with_transport(
         config.lifecycle_interval,
         stop_rx.clone(),
     );
-    let serve = tokio::spawn(bucketdb_api::serve(
+    let rest_app = bucketdb_api::router(state.clone());
+    // Requests other nodes forward here (to their key's coordinator) replay on these.
+    state.set_forward_targets(Some(bucketdb_api::forward::ForwardTargets {
+        s3: s3_app.clone(),
+        rest: rest_app.clone(),
+    }));
+    let serve = tokio::spawn(bucketdb_api::serve_app(
         listener,
-        state.clone(),
+        rest_app,
         stopped(stop_rx.clone()),
     ));
     let serve_s3 = tokio::spawn(bucketdb_api::serve_app(
@@ -98,6 +104,7 @@ pub async fn start_with_transport(
             let _ = stop.send(true);
             let _ = drain(serve).await;
             let _ = drain(serve_s3).await;
+            state.set_forward_targets(None);
             let _ = background.await;
             if let Some(m) = db.service().cluster().membership() {
                 m.shutdown().await;
@@ -222,6 +229,8 @@ impl RunningServer {
         let _ = self.stop.send(true);
         let served = drain(self.serve).await;
         let served_s3 = drain(self.serve_s3).await;
+        // The applications hold the state: dropping them ends the cycle.
+        self.state.set_forward_targets(None);
         let _ = self.background.await;
         if let Some((membership, tasks)) = self.cluster {
             for t in tasks {

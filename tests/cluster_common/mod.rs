@@ -280,3 +280,27 @@ pub async fn form_three(
     let all = [&*a, &*b, &*cc];
     eventually("3 members", &all, || agreed_ring(c, &all)).await;
 }
+
+/// An aws-sdk-s3 client for a node's S3 port: path style, the test keys, no retries
+/// (a failure must show as it is).
+pub fn s3_client(n: &Node) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::retry::RetryConfig;
+    use aws_sdk_s3::config::{Credentials, Region};
+    let credentials = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "bucketdb-tests");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .credentials_provider(credentials)
+        .region(Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{}", n.s3_port))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// The HTTP status of a failed S3 call (0 when it got no answer).
+pub fn s3_status<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> u16 {
+    e.raw_response().map_or(0, |r| r.status().as_u16())
+}

@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bucketdb_cluster::membership::network::{
-    MAX_INTERNAL_REQUEST_BYTES, PATH_CHUNK, PATH_DIGESTS, PATH_HEARTBEAT, PATH_JOIN, PATH_LOOKUP,
-    PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE, PATH_REPLICATE, PATH_RING, PeerError,
+    MAX_INTERNAL_REQUEST_BYTES, PATH_CHUNK, PATH_DIGESTS, PATH_FORWARD, PATH_HEARTBEAT, PATH_JOIN,
+    PATH_LOOKUP, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE, PATH_REPLICATE, PATH_RING,
+    PeerError,
 };
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
 use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError, RingRequest};
@@ -21,7 +22,10 @@ use serde_json::json;
 use crate::ApiState;
 
 pub fn routes() -> Router<Arc<ApiState>> {
-    Router::new().route("/internal/{*rest}", any(internal))
+    Router::new()
+        // Forwarded client requests stream their bodies, so they skip the buffered path.
+        .route(PATH_FORWARD, any(crate::forward::receive))
+        .route("/internal/{*rest}", any(internal))
 }
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {

@@ -8,6 +8,7 @@ mod body;
 mod cluster_admin;
 pub mod console;
 pub mod error;
+pub mod forward;
 mod internal;
 mod metrics;
 mod observe;
@@ -39,6 +40,11 @@ pub struct ApiState {
     pub sessions: console::Sessions,
     /// False while starting up and while draining for shutdown.
     pub ready: AtomicBool,
+    /// Connections to the coordinators of keys this node forwards changes to.
+    pub forward_pool: forward::ForwardPool,
+    /// Where requests forwarded here are replayed: set once the server built its
+    /// applications, cleared at shutdown (the applications hold this state).
+    forward_targets: std::sync::Mutex<Option<forward::ForwardTargets>>,
 }
 
 impl ApiState {
@@ -49,6 +55,28 @@ impl ApiState {
             metrics: Metrics::new(),
             sessions: console::Sessions::default(),
             ready: AtomicBool::new(false),
+            forward_pool: forward::ForwardPool::default(),
+            forward_targets: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Set (or, with `None` at shutdown, drop) the applications forwarded requests are
+    /// replayed on.
+    pub fn set_forward_targets(&self, targets: Option<forward::ForwardTargets>) {
+        *self
+            .forward_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    fn forward_target(&self, api: forward::Api) -> Option<Router> {
+        let targets = self
+            .forward_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        targets.as_ref().map(|t| match api {
+            forward::Api::S3 => t.s3.clone(),
+            forward::Api::Rest => t.rest.clone(),
         })
     }
 
@@ -59,13 +87,16 @@ impl ApiState {
 
 /// The whole HTTP application (no socket), so tests can drive it directly.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let authed =
-        rest::routes()
-            .merge(system::authed_routes())
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                auth::require_auth,
-            ));
+    let authed = rest::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::coordinate_rest,
+        ))
+        .merge(system::authed_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
     Router::new()
         .merge(system::public_routes())
         .merge(console::public_routes())

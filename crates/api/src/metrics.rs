@@ -100,6 +100,8 @@ pub struct Metrics {
     handles: Mutex<HashMap<(&'static str, &'static str, u16), RequestHandles>>,
     /// Totals per API, in the order of [`APIS`].
     traffic: [Traffic; APIS.len()],
+    /// Requests handed to their key's coordinator on another node.
+    forwarded: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -131,7 +133,18 @@ impl Metrics {
             handle,
             handles: Mutex::new(HashMap::new()),
             traffic: Default::default(),
+            forwarded: AtomicU64::new(0),
         }
+    }
+
+    /// Count a request answered by its key's coordinator on another node.
+    pub fn record_forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered by their key's coordinator on another node since start.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::Relaxed)
     }
 
     /// Request totals of each API in [`APIS`].
@@ -227,6 +240,7 @@ impl Metrics {
                 s.rebalance.copies_queued,
             ),
             ("bucketdb_handoffs_total", s.rebalance.handed_off),
+            ("bucketdb_forwarded_requests_total", s.forwarded_requests),
             ("bucketdb_gc_chunks_deleted_total", s.gc.chunks_deleted),
             ("bucketdb_gc_runs_total", s.gc.runs),
             ("bucketdb_gc_orphans_swept_total", s.gc.orphans_swept),

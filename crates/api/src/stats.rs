@@ -87,6 +87,8 @@ pub struct NodeStats {
     /// Replication changes queued here and not yet delivered, over all peers.
     pub replication_backlog: u64,
     pub rebalance: Rebalance,
+    /// Requests this node handed to their key's coordinator on another node.
+    pub forwarded_requests: u64,
     pub gc: Gc,
     pub lifecycle: Lifecycle,
 }
@@ -126,6 +128,7 @@ impl NodeStats {
                 handed_off: load(&s.handoffs),
                 handoff_pending: load(&s.handoff_pending),
             },
+            forwarded_requests: state.metrics.forwarded(),
             gc: Gc {
                 runs: load(&s.gc_runs),
                 chunks_deleted: load(&s.gc_chunks_deleted),

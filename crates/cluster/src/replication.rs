@@ -266,6 +266,24 @@ impl Cluster {
         }
     }
 
+    /// The peer that coordinates changes to `bucket/key`, as `(node id, address)`: the
+    /// key's first replica that this node does not believe down. `None` when that is
+    /// this node, outside a cluster, or when no replica seems alive (then this node
+    /// coordinates, as the only one that can).
+    pub fn coordinator(&self, bucket: &str, key: &str) -> Option<(String, String)> {
+        let m = self.membership.get()?;
+        let ring = self.placement()?;
+        let me = self.node.id.as_str();
+        let id = ring
+            .replicas(bucket, key)
+            .into_iter()
+            .find(|id| *id == me || m.liveness_of(id).0 != Liveness::Down)?;
+        if id == me {
+            return None;
+        }
+        Some((id.to_string(), m.address_of(id)?))
+    }
+
     /// The replicas a quorum write of `bucket/key` needs; `None` outside a cluster.
     pub fn quorum_plan(&self, bucket: &str, key: &str) -> Option<QuorumPlan> {
         let m = self.membership.get()?;

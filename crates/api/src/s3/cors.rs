@@ -3,16 +3,14 @@
 //! headers to responses for origins a bucket's rules allow. Preflights carry no
 //! credentials, so they are answered here, before s3s authenticates anything.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use bucketdb_object::{CorsRule, ObjectService};
 use s3s::dto::*;
-use s3s::host::S3Host;
 use s3s::path::S3Path;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -211,29 +209,6 @@ fn find_rule<'a>(
     })
 }
 
-/// The bucket a request addresses, found the way s3s finds it.
-fn request_bucket(state: &CorsState, req: &Request) -> Option<String> {
-    let path = percent_encoding::percent_decode_str(req.uri().path())
-        .decode_utf8()
-        .ok()?;
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let is_ip = |h: &str| h.parse::<SocketAddr>().is_ok() || h.parse::<IpAddr>().is_ok();
-    let parsed = match (host, &state.host) {
-        (Some(h), Some(domain)) if !is_ip(h) => {
-            let vh = domain.parse_host_header(h).ok()?;
-            s3s::path::parse_virtual_hosted_style(vh.bucket(), &path)
-        }
-        _ => s3s::path::parse_path_style(&path),
-    };
-    match parsed.ok()? {
-        S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.into()),
-        S3Path::Root => None,
-    }
-}
-
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -318,7 +293,10 @@ pub(super) async fn cors(State(state): State<CorsState>, req: Request, next: Nex
     if !preflight_request && origin.is_none() {
         return next.run(req).await;
     }
-    let Some(bucket) = request_bucket(&state, &req) else {
+    let Some(bucket) = super::request_path(state.host.as_deref(), &req).and_then(|p| match p {
+        S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(String::from(bucket)),
+        S3Path::Root => None,
+    }) else {
         return if preflight_request {
             forbidden("CORSResponse: CORS is only configured on buckets.")
         } else {

@@ -308,6 +308,73 @@ async fn http_error(err: s3s::HttpError) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
 }
 
+/// The bucket and key a request addresses, found the way s3s finds them.
+pub(crate) fn request_path(
+    domain: Option<&s3s::host::SingleDomain>,
+    req: &axum::extract::Request,
+) -> Option<S3Path> {
+    use s3s::host::S3Host;
+    use std::net::{IpAddr, SocketAddr};
+    let path = percent_encoding::percent_decode_str(req.uri().path())
+        .decode_utf8()
+        .ok()?;
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let is_ip = |h: &str| h.parse::<SocketAddr>().is_ok() || h.parse::<IpAddr>().is_ok();
+    match (host, domain) {
+        (Some(h), Some(domain)) if !is_ip(h) => {
+            let vh = domain.parse_host_header(h).ok()?;
+            s3s::path::parse_virtual_hosted_style(vh.bucket(), &path).ok()
+        }
+        _ => s3s::path::parse_path_style(&path).ok(),
+    }
+}
+
+/// What the coordinating layer needs: the node, and how requests name their bucket.
+#[derive(Clone)]
+struct Coordinating {
+    state: Arc<ApiState>,
+    host: Option<Arc<s3s::host::SingleDomain>>,
+}
+
+/// S3 requests that change one key: every PUT, DELETE and POST on an object (uploads,
+/// copies, tags, multipart steps) and ListParts, whose upload lives at the coordinator.
+fn changes_key(req: &axum::extract::Request) -> bool {
+    use axum::http::Method;
+    match *req.method() {
+        Method::PUT | Method::DELETE | Method::POST => true,
+        Method::GET => req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|p| p.split('=').next() == Some("uploadId"))
+        }),
+        _ => false,
+    }
+}
+
+/// Hand key changes to the key's coordinator (see [`crate::forward`]).
+async fn coordinate(
+    axum::extract::State(c): axum::extract::State<Coordinating>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if changes_key(&req)
+        && let Some(S3Path::Object { bucket, key }) = request_path(c.host.as_deref(), &req)
+    {
+        return crate::forward::coordinate(
+            &c.state,
+            crate::forward::Api::S3,
+            &bucket,
+            &key,
+            req,
+            next,
+        )
+        .await;
+    }
+    next.run(req).await
+}
+
 /// Settings of the S3 endpoint.
 #[derive(Clone, Debug, Default)]
 pub struct S3Settings {
@@ -330,6 +397,10 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
         access_key: state.credentials.access_key.clone(),
         secret_key: SecretKey::from(state.credentials.secret_key.clone()),
     });
+    let mut coordinating = Coordinating {
+        state: state.clone(),
+        host: None,
+    };
     let mut cors_state = cors::CorsState {
         svc: state.service.clone(),
         host: None,
@@ -338,6 +409,7 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
         let host = || s3s::host::SingleDomain::new(domain).map_err(|e| format!("s3_domain: {e}"));
         builder.set_host(host()?);
         cors_state.host = Some(Arc::new(host()?));
+        coordinating.host = cors_state.host.clone();
     }
     let service = HandleError::new(builder.build(), http_error);
     Ok(Router::new()
@@ -347,6 +419,10 @@ pub fn s3_router(state: Arc<ApiState>, settings: &S3Settings) -> Result<Router, 
                 region: settings.region.as_deref().map(Arc::from),
             },
             screen_auth,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            coordinating,
+            coordinate,
         ))
         .layer(axum::middleware::from_fn_with_state(cors_state, cors::cors))
         .layer(axum::middleware::from_fn_with_state(

@@ -327,6 +327,15 @@ impl Membership {
         self.ring.borrow().clone()
     }
 
+    /// Where member `id` is reached, without copying the whole ring.
+    pub fn address_of(&self, id: &str) -> Option<String> {
+        self.ring
+            .borrow()
+            .members
+            .get(id)
+            .map(|m| m.address.clone())
+    }
+
     /// True once this node is in the agreed ring.
     pub fn is_member(&self) -> bool {
         self.ring.borrow().is_member(&self.id)

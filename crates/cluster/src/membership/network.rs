@@ -41,6 +41,8 @@ pub const PATH_CHUNK: &str = "/internal/chunk";
 pub const PATH_DIGESTS: &str = "/internal/digests";
 pub const PATH_LOOKUP: &str = "/internal/lookup";
 pub const PATH_RING: &str = "/internal/ring";
+/// A client request handed to its key's coordinator (streamed; see the API crate).
+pub const PATH_FORWARD: &str = "/internal/forward";
 
 /// Why a call to a peer failed below HTTP.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,233 @@
+//! Coordinator forwarding with real processes on loopback: a 3-node cluster in async
+//! mode where every change to a key is served by the key's coordinator, whichever node
+//! received it. Conditional creates racing through three nodes have exactly one
+//! winner; read-modify-write loops with `If-Match` through three nodes lose no update;
+//! a multipart upload is driven through all three nodes; and with the coordinator
+//! killed, its keys are still written through the others at once.
+//!
+//! Nothing sleeps to synchronise: every wait polls with a deadline.
+
+mod cluster_common;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use cluster_common::*;
+
+/// Keys raced by three conditional creates each.
+const RACED_KEYS: usize = 12;
+/// Increments each of the three workers makes to the shared counter.
+const INCREMENTS_PER_WORKER: u64 = 8;
+/// Tries one increment may take (each lost race or stale read costs one).
+const MAX_TRIES_PER_INCREMENT: usize = 400;
+/// Multipart parts other than the last must be at least this large (as S3).
+const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Keys written right after their coordinator was killed.
+const KEYS_AFTER_KILL: usize = 24;
+
+async fn get_bytes(s3: &Client, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let bytes = out.body.collect().await.ok()?.into_bytes().to_vec();
+    Some((bytes, etag))
+}
+
+/// Whether every node serves exactly `want` for `bucket/key`.
+async fn everywhere(s3: &[Client], bucket: &str, key: &str, want: &[u8]) -> Option<()> {
+    for s in s3 {
+        if get_bytes(s, bucket, key).await?.0 != want {
+            return None;
+        }
+    }
+    Some(())
+}
+
+async fn racing_conditional_creates_have_one_winner(s3: &[Client], nodes: &[&Node]) {
+    for k in 0..RACED_KEYS {
+        let key = format!("once-{k}");
+        let tries = s3.iter().enumerate().map(|(i, s)| {
+            s.put_object()
+                .bucket("coord")
+                .key(&key)
+                .if_none_match("*")
+                .body(ByteStream::from(vec![i as u8; 1000]))
+                .send()
+        });
+        let results = futures::future::join_all(tries).await;
+        let mut winners = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(_) => winners.push(i),
+                Err(e) => assert!(
+                    matches!(s3_status(e), 409 | 412),
+                    "{key} through node {i}: {e:?}"
+                ),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{key}: winners {winners:?}");
+        let want = vec![winners[0] as u8; 1000];
+        eventually(&format!("{key} everywhere"), nodes, || {
+            everywhere(s3, "coord", &key, &want)
+        })
+        .await;
+    }
+}
+
+/// Add one to the counter through `s3` with `If-Match`, retrying lost races.
+async fn increment(s3: &Client) {
+    for _ in 0..MAX_TRIES_PER_INCREMENT {
+        let Some((bytes, etag)) = get_bytes(s3, "coord", "counter").await else {
+            continue;
+        };
+        let n: u64 = String::from_utf8_lossy(&bytes).parse().expect("a number");
+        let put = s3
+            .put_object()
+            .bucket("coord")
+            .key("counter")
+            .if_match(etag)
+            .body(ByteStream::from((n + 1).to_string().into_bytes()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => return,
+            Err(e) => assert!(matches!(s3_status(&e), 409 | 412), "increment: {e:?}"),
+        }
+    }
+    panic!("no increment succeeded in {MAX_TRIES_PER_INCREMENT} tries");
+}
+
+async fn if_match_loops_lose_no_update(s3: &[Client], nodes: &[&Node]) {
+    s3[0]
+        .put_object()
+        .bucket("coord")
+        .key("counter")
+        .body(ByteStream::from_static(b"0"))
+        .send()
+        .await
+        .expect("counter");
+    let workers = s3.iter().map(|s| async move {
+        for _ in 0..INCREMENTS_PER_WORKER {
+            increment(s).await;
+        }
+    });
+    futures::future::join_all(workers).await;
+    let total = (INCREMENTS_PER_WORKER * s3.len() as u64).to_string();
+    eventually("the counter's final value everywhere", nodes, || {
+        everywhere(s3, "coord", "counter", total.as_bytes())
+    })
+    .await;
+}
+
+async fn multipart_upload_spans_nodes(s3: &[Client], nodes: &[&Node]) {
+    let first: Vec<u8> = (0..PART_SIZE).map(|i| (i % 251) as u8).collect();
+    let last = b"the last part".to_vec();
+    let up = s3[0]
+        .create_multipart_upload()
+        .bucket("coord")
+        .key("big/assembled")
+        .send()
+        .await
+        .expect("create upload");
+    let id = up.upload_id().expect("upload id").to_string();
+    let mut done = Vec::new();
+    for (n, (s, body)) in [(&s3[1], &first), (&s3[2], &last)].into_iter().enumerate() {
+        let number = n as i32 + 1;
+        let part = s
+            .upload_part()
+            .bucket("coord")
+            .key("big/assembled")
+            .upload_id(&id)
+            .part_number(number)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("part {number}: {e:?}"));
+        done.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(part.e_tag().unwrap_or_default())
+                .build(),
+        );
+    }
+    let listed = s3[2]
+        .list_parts()
+        .bucket("coord")
+        .key("big/assembled")
+        .upload_id(&id)
+        .send()
+        .await
+        .expect("list parts");
+    assert_eq!(listed.parts().len(), 2);
+    s3[1]
+        .complete_multipart_upload()
+        .bucket("coord")
+        .key("big/assembled")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete");
+    let whole = [first, last].concat();
+    eventually("the assembled object everywhere", nodes, || {
+        everywhere(s3, "coord", "big/assembled", &whole)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_to_a_key_meet_at_its_coordinator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = client();
+    let mut a = Node::new(dir.path(), "a");
+    let mut b = Node::new(dir.path(), "b");
+    let mut cc = Node::new(dir.path(), "c");
+    form_three(&c, &mut a, &mut b, &mut cc, &[]).await;
+    let s3: Vec<Client> = [&a, &b, &cc].into_iter().map(s3_client).collect();
+    s3[0]
+        .create_bucket()
+        .bucket("coord")
+        .send()
+        .await
+        .expect("bucket");
+    let nodes = [&a, &b, &cc];
+
+    racing_conditional_creates_have_one_winner(&s3, &nodes).await;
+    if_match_loops_lose_no_update(&s3, &nodes).await;
+    multipart_upload_spans_nodes(&s3, &nodes).await;
+
+    let mut forwarded = 0;
+    for n in nodes {
+        let stats = get_json(&c, n, "/stats").await.expect("stats");
+        forwarded += stats["forwardedRequests"]
+            .as_u64()
+            .expect("forwardedRequests");
+    }
+    assert!(forwarded > 0, "no request was forwarded");
+
+    // With c killed (and not yet seen down), the keys it coordinated are written
+    // through a and b at once: nothing waits for the failure to be noticed.
+    cc.kill_9();
+    for k in 0..KEYS_AFTER_KILL {
+        let s = &s3[k % 2];
+        s.put_object()
+            .bucket("coord")
+            .key(format!("after-kill-{k}"))
+            .if_none_match("*")
+            .body(ByteStream::from(vec![k as u8; 10]))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("after-kill-{k}: {e:?}"));
+    }
+    for k in 0..KEYS_AFTER_KILL {
+        let want = vec![k as u8; 10];
+        let key = format!("after-kill-{k}");
+        eventually("writes made without c", &[&a, &b], || {
+            everywhere(&s3[..2], "coord", &key, &want)
+        })
+        .await;
+    }
+}
