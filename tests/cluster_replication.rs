@@ -77,6 +77,15 @@ impl Rest<'_> {
 
     /// The object's bytes through `n`, `None` when absent (404), panicking on errors.
     async fn get(&self, n: &Node, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        match self.try_get(n, bucket, key).await {
+            Ok(found) => found,
+            Err(s) => panic!("GET {key} through {} answered {s}", n.name),
+        }
+    }
+
+    /// Like `get`, but other answers (a quorum read without a majority: 503) are
+    /// `Err(status)`; a request that got no answer is `Err(0)`.
+    async fn try_get(&self, n: &Node, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, u16> {
         let url = n.url(&format!("/objects/{bucket}/{key}"));
         let r = self
             .c
@@ -84,11 +93,11 @@ impl Rest<'_> {
             .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
             .send()
             .await
-            .ok()?;
+            .map_err(|_| 0u16)?;
         match r.status().as_u16() {
-            200 => Some(r.bytes().await.ok()?.to_vec()),
-            404 => None,
-            s => panic!("GET {key} through {} answered {s}", n.name),
+            200 => Ok(Some(r.bytes().await.map_err(|_| 0u16)?.to_vec())),
+            404 => Ok(None),
+            s => Err(s),
         }
     }
 
@@ -402,7 +411,8 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
         assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
         let body: Value = r.json().await.unwrap_or_default();
         assert_eq!(body["error"]["code"], "ServiceUnavailable", "{body}");
-        assert_eq!(rest.get(&a, "quorum", key).await, None);
+        // Reads cannot consult a majority either: 503, not a possibly stale answer.
+        assert_eq!(rest.try_get(&a, "quorum", key).await, Err(503));
     }
 
     // Both return: the acknowledged writes reach every node, the refused ones none.
@@ -411,8 +421,8 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
     let all = [&a, &b, &cc];
     for n in all {
         eventually("acknowledged writes everywhere", &all, || async {
-            let ok = rest.get(n, "quorum", "first.bin").await.as_ref() == Some(&first)
-                && rest.get(n, "quorum", "second.bin").await.as_ref() == Some(&second);
+            let ok = rest.try_get(n, "quorum", "first.bin").await == Ok(Some(first.clone()))
+                && rest.try_get(n, "quorum", "second.bin").await == Ok(Some(second.clone()));
             ok.then_some(())
         })
         .await;

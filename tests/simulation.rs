@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use bucketdb::server::{RunningServer, start_with_transport};
 use bucketdb_api::transport::HttpTransport;
-use bucketdb_cluster::membership::network::{Transport, TransportError, TransportResponse};
+use bucketdb_cluster::membership::network::{
+    PATH_REPLICATE, Transport, TransportError, TransportResponse,
+};
 use common::{ACCESS_KEY, SECRET_KEY, test_config};
 use md5::{Digest, Md5};
 use rand::rngs::StdRng;
@@ -46,6 +48,11 @@ const POLL: Duration = Duration::from_millis(100);
 struct Net {
     routes: Mutex<HashMap<String, SocketAddr>>,
     isolated: Mutex<HashSet<String>>,
+    /// Streaming connections opened between nodes (from, to, a handle on the socket):
+    /// cutting a node off shuts its connections down, as a real partition breaks them.
+    dialed: Mutex<Vec<(String, String, std::net::TcpStream)>>,
+    /// Calls lost on their way: (to node, internal path).
+    dropped: Mutex<HashSet<(String, &'static str)>>,
     http: HttpTransport,
 }
 
@@ -58,10 +65,28 @@ impl Net {
         };
     }
 
+    /// Lose (or, with `lose` false, deliver again) every call to `path` on node `to`.
+    fn drop_calls(&self, to: &str, path: &'static str, lose: bool) {
+        let mut dropped = self.dropped.lock().expect("dropped");
+        if lose {
+            dropped.insert((to.to_string(), path));
+        } else {
+            dropped.remove(&(to.to_string(), path));
+        }
+    }
+
     fn isolate(&self, sim: &str, cut: bool) {
         let mut isolated = self.isolated.lock().expect("isolated");
         if cut {
             isolated.insert(sim.to_string());
+            let mut dialed = self.dialed.lock().expect("dialed");
+            dialed.retain(|(from, to, socket)| {
+                let crosses = from == sim || to == sim;
+                if crosses {
+                    let _ = socket.shutdown(std::net::Shutdown::Both);
+                }
+                !crosses
+            });
         } else {
             isolated.remove(sim);
         }
@@ -74,16 +99,9 @@ struct Link {
     net: Arc<Net>,
 }
 
-#[async_trait::async_trait]
-impl Transport for Link {
-    async fn post(
-        &self,
-        address: &str,
-        path: &str,
-        headers: Vec<(&'static str, String)>,
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<TransportResponse, TransportError> {
+impl Link {
+    /// Where `address` really listens, unless the network cut this call off.
+    fn resolve(&self, address: &str) -> Result<SocketAddr, TransportError> {
         let target = address
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -105,7 +123,58 @@ impl Transport for Link {
             .expect("routes")
             .get(&target)
             .copied();
-        let real = real.ok_or_else(|| unreachable("stopped"))?;
+        real.ok_or_else(|| unreachable("stopped"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for Link {
+    async fn dial(
+        &self,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<tokio::net::TcpStream, TransportError> {
+        let real = self.resolve(address)?;
+        let stream = self.net.http.dial(&real.to_string(), timeout).await?;
+        let to = address.trim_start_matches("http://").trim_end_matches('/');
+        let failed = |e: std::io::Error| TransportError::Unreachable {
+            address: to.to_string(),
+            reason: e.to_string(),
+        };
+        // into_std keeps the socket non-blocking, as from_std needs.
+        let socket = stream.into_std().map_err(failed)?;
+        let handle = socket.try_clone().map_err(failed)?;
+        self.net
+            .dialed
+            .lock()
+            .expect("dialed")
+            .push((self.me.clone(), to.to_string(), handle));
+        tokio::net::TcpStream::from_std(socket).map_err(failed)
+    }
+
+    async fn post(
+        &self,
+        address: &str,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<TransportResponse, TransportError> {
+        let real = self.resolve(address)?;
+        let to = address.trim_start_matches("http://").trim_end_matches('/');
+        let lost = self
+            .net
+            .dropped
+            .lock()
+            .expect("dropped")
+            .iter()
+            .any(|(t, p)| t == to && *p == path);
+        if lost {
+            return Err(TransportError::Unreachable {
+                address: to.to_string(),
+                reason: "the simulated network lost the call".into(),
+            });
+        }
         self.net
             .http
             .post(&real.to_string(), path, headers, body, timeout)
@@ -510,6 +579,65 @@ async fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_h
     // Healed: n2 catches up, and the refused writes appear nowhere.
     sim.net.isolate(&sim.nodes[2].sim_addr, false);
     assert_converges(&sim, &model, &[]).await;
+    for i in 0..NODES {
+        sim.stop(i).await;
+    }
+}
+
+/// Quorum reads: a replica that missed a write (its replication calls are lost) still
+/// serves the newest version, because it consults a majority first, and repairs its own
+/// copy from the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_mode() {
+    let mut sim = Sim::start(0, true).await;
+    let stale = sim.nodes[2].sim_addr.clone();
+    assert_eq!(sim.status(0, "POST", "key-0", b"first").await, Some(201));
+    let first = etag_of(b"first");
+    sim.wait("the first version on n2", |s| {
+        let first = first.clone();
+        async move { (s.local_etag(2, "key-0").await? == Some(first)).then_some(()) }
+    })
+    .await;
+
+    // n2 misses the second version: cut off while it is written, and every
+    // replication call to it is lost afterwards too.
+    sim.net.drop_calls(&stale, PATH_REPLICATE, true);
+    sim.net.isolate(&stale, true);
+    assert_eq!(sim.status(0, "POST", "key-0", b"second").await, Some(201));
+    let second = etag_of(b"second");
+    sim.wait("the second version committed on n1", |s| {
+        let second = second.clone();
+        async move { (s.local_etag(1, "key-0").await? == Some(second)).then_some(()) }
+    })
+    .await;
+    sim.net.isolate(&stale, false);
+    assert_eq!(
+        sim.local_etag(2, "key-0").await,
+        Some(Some(first.clone())),
+        "n2 must still hold the first version"
+    );
+
+    let r = sim
+        .send(
+            2,
+            reqwest::Method::GET,
+            &format!("/objects/{BUCKET}/key-0"),
+            None,
+        )
+        .await
+        .expect("GET through n2");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.expect("body").as_ref(), b"second");
+    sim.wait("n2 repaired by the read", |s| {
+        let second = second.clone();
+        async move {
+            let repaired = s.local_etag(2, "key-0").await? == Some(second);
+            let counted = s.json(2, "/stats").await?["readRepairs"].as_u64()? >= 1;
+            (repaired && counted).then_some(())
+        }
+    })
+    .await;
+    sim.net.drop_calls(&stale, PATH_REPLICATE, false);
     for i in 0..NODES {
         sim.stop(i).await;
     }

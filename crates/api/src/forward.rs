@@ -24,11 +24,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bucketdb_cluster::membership::Membership;
-use bucketdb_cluster::membership::network::PATH_FORWARD;
+use bucketdb_cluster::membership::network::{PATH_FORWARD, Transport};
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_NODE, HEADER_SIGNATURE};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -143,18 +142,15 @@ impl ForwardPool {
     }
 }
 
-async fn connect(address: &str) -> std::io::Result<SendRequest<Body>> {
-    let host = address
-        .strip_prefix("http://")
-        .unwrap_or(address)
-        .trim_end_matches('/');
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(host))
+async fn connect(transport: &dyn Transport, address: &str) -> Result<SendRequest<Body>, String> {
+    let stream = transport
+        .dial(address, CONNECT_TIMEOUT)
         .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(std::io::Error::other)?;
+        .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "forwarding connection ended with an error");
@@ -260,8 +256,15 @@ enum Handoff {
     Failed(String),
 }
 
-async fn hand_to(state: &ApiState, api: Api, address: &str, req: Request) -> Handoff {
-    let mut envelope = envelope(state.service.cluster().membership().map(|m| &**m), api, req);
+async fn hand_to(
+    membership: &Membership,
+    state: &ApiState,
+    api: Api,
+    address: &str,
+    req: Request,
+) -> Handoff {
+    let transport = membership.client().transport().clone();
+    let mut envelope = envelope(Some(membership), api, req);
     // A pooled connection may have been closed by the peer meanwhile; then one fresh
     // connection is tried before giving up on the coordinator.
     let mut pooled = state.forward_pool.checkout(address);
@@ -269,7 +272,7 @@ async fn hand_to(state: &ApiState, api: Api, address: &str, req: Request) -> Han
         let reused = pooled.is_some();
         let mut sender = match pooled.take() {
             Some(s) => s,
-            None => match connect(address).await {
+            None => match connect(&*transport, address).await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(%address, error = %e, "coordinator unreachable");
@@ -313,10 +316,13 @@ pub(crate) async fn coordinate(
     if req.extensions().get::<Forwarded>().is_some() {
         return next.run(req).await;
     }
-    let Some((peer, address)) = state.service.cluster().coordinator(bucket, key) else {
+    let cluster = state.service.cluster();
+    let (Some(membership), Some((peer, address))) =
+        (cluster.membership(), cluster.coordinator(bucket, key))
+    else {
         return next.run(req).await;
     };
-    match hand_to(state, api, &address, req).await {
+    match hand_to(membership, state, api, &address, req).await {
         Handoff::Answered(resp) => {
             state.metrics.record_forwarded();
             resp

@@ -241,6 +241,7 @@ impl Metrics {
             ),
             ("bucketdb_handoffs_total", s.rebalance.handed_off),
             ("bucketdb_forwarded_requests_total", s.forwarded_requests),
+            ("bucketdb_read_repairs_total", s.read_repairs),
             ("bucketdb_gc_chunks_deleted_total", s.gc.chunks_deleted),
             ("bucketdb_gc_runs_total", s.gc.runs),
             ("bucketdb_gc_orphans_swept_total", s.gc.orphans_swept),

@@ -89,6 +89,8 @@ pub struct NodeStats {
     pub rebalance: Rebalance,
     /// Requests this node handed to their key's coordinator on another node.
     pub forwarded_requests: u64,
+    /// Stale replicas given the newest version by quorum reads through this node.
+    pub read_repairs: u64,
     pub gc: Gc,
     pub lifecycle: Lifecycle,
 }
@@ -129,6 +131,7 @@ impl NodeStats {
                 handoff_pending: load(&s.handoff_pending),
             },
             forwarded_requests: state.metrics.forwarded(),
+            read_repairs: load(&s.read_repairs),
             gc: Gc {
                 runs: load(&s.gc_runs),
                 chunks_deleted: load(&s.gc_chunks_deleted),

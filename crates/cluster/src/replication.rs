@@ -117,14 +117,20 @@ pub struct LookupRequest {
     pub bucket: String,
     pub key: String,
     pub version_id: Option<String>,
+    /// For the current version: how far the asker has seen the key change. The record
+    /// is sent only when the peer has seen it change later (`None`: always).
+    pub known_seq: Option<u64>,
 }
 
 /// The peer's copy: the version's record (stored encoding) and inline body; no record
-/// when the peer lacks it too.
+/// when the peer lacks it too (or holds nothing newer than `known_seq`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct LookupReply {
     pub record: Option<Vec<u8>>,
     pub inline: Option<Vec<u8>>,
+    /// For the current version: how far this peer has seen the key change (its newest
+    /// version's or latest removal's `seq`; 0 if never).
+    pub state_seq: u64,
 }
 
 fn sha256_of(data: &[u8]) -> [u8; 32] {
@@ -703,6 +709,59 @@ impl Cluster {
             }
         }
         Err(last)
+    }
+
+    /// Ask `peers` at once what they hold of a key (`/internal/lookup`). Returns the
+    /// answers in hand once `enough` peers answered and `awaited` (if any) answered or
+    /// failed, or when `timeout` passes. Peers that fail are left out.
+    pub async fn ask_peers(
+        &self,
+        request: &LookupRequest,
+        peers: &[(String, String)],
+        enough: usize,
+        awaited: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<((String, String), LookupReply)>, ClusterError> {
+        let Some(m) = self.membership.get() else {
+            return Ok(Vec::new());
+        };
+        let body = encode_message(request)?;
+        let mut calls = tokio::task::JoinSet::new();
+        for (id, address) in peers {
+            let (m, body, id, address) = (m.clone(), body.clone(), id.clone(), address.clone());
+            calls.spawn(async move {
+                let answer = m
+                    .client()
+                    .call_bytes(&address, PATH_LOOKUP, body, timeout)
+                    .await
+                    .map_err(ClusterError::from)
+                    .and_then(|b| decode_message::<LookupReply>(&b));
+                ((id, address), answer)
+            });
+        }
+        let mut answers = Vec::new();
+        let mut waiting_for = awaited.map(str::to_string);
+        let collect = async {
+            while let Some(joined) = calls.join_next().await {
+                let Ok((peer, answer)) = joined else {
+                    continue;
+                };
+                if waiting_for.as_deref() == Some(peer.0.as_str()) {
+                    waiting_for = None;
+                }
+                match answer {
+                    Ok(reply) => answers.push((peer, reply)),
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.0, error = %e, "lookup on a peer failed")
+                    }
+                }
+                if answers.len() >= enough && waiting_for.is_none() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(timeout, collect).await;
+        Ok(answers)
     }
 
     /// Find a version on the peers (the key's replicas first) when this node lacks it:

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
-use crate::versions::{find_version, load_bucket};
+use crate::newest::Newest;
+use crate::versions::{find_version, key_state_seq, load_bucket};
 use crate::{Conditions, ObjectService};
 
 /// Verified chunks waiting to be sent, beyond the one being sent.
@@ -68,6 +69,24 @@ impl ObjectReader {
     pub fn content_length(&self) -> u64 {
         self.range.map_or(self.record.size, |(s, e)| e - s + 1)
     }
+}
+
+/// The version a request names and its inline body, from one snapshot.
+fn read_in(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<(ObjectRecord, Option<Vec<u8>>)> {
+    let record = lookup(kv, bucket, key, version_id)?;
+    let inline = match record.body {
+        Body::Inline => Some(
+            kv.get(Table::Inline, &version_key(bucket, key, record.seq))?
+                .ok_or_else(|| ObjectError::Corrupt(format!("inline body of {key}")))?,
+        ),
+        Body::Chunks(_) => None,
+    };
+    Ok((record, inline))
 }
 
 /// The live version a request names, from one snapshot. The bucket is only consulted
@@ -129,14 +148,7 @@ impl ObjectService {
     ) -> Result<ObjectReader> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        let (record, inline, remote) = match self.read_local(bucket, key, version_id) {
-            Ok((record, inline)) => (record, inline, false),
-            Err(e) if is_missing(&e) => match self.read_remote(bucket, key, version_id).await? {
-                Some((record, inline)) => (record, inline, true),
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
+        let (record, inline, remote) = self.resolve(bucket, key, version_id).await?;
         conditions.check(&record)?;
         let range = range.map(|r| r.resolve(record.size)).transpose()?;
         let (start, end_excl) = range.map_or((0, record.size), |(s, e)| (s, e + 1));
@@ -164,22 +176,59 @@ impl ObjectService {
 
     /// The version a request names and its inline body, from one snapshot of this
     /// node's store.
-    fn read_local(
+    pub(crate) fn read_local(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
     ) -> Result<(ObjectRecord, Option<Vec<u8>>)> {
-        let kv = self.cluster.meta().read()?;
-        let record = lookup(kv.as_ref(), bucket, key, version_id)?;
-        let inline = match record.body {
-            Body::Inline => Some(
-                kv.get(Table::Inline, &version_key(bucket, key, record.seq))?
-                    .ok_or_else(|| ObjectError::Corrupt(format!("inline body of {key}")))?,
-            ),
-            Body::Chunks(_) => None,
+        read_in(
+            self.cluster.meta().read()?.as_ref(),
+            bucket,
+            key,
+            version_id,
+        )
+    }
+
+    /// The version a read serves, its inline body, and whether it came from a peer. In a
+    /// cluster the current version is checked against the key's coordinator (or, in
+    /// quorum mode, a majority of its replicas) first, so a read never serves an older
+    /// version than they hold; a version this node lacks is looked up on the peers.
+    async fn resolve(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(ObjectRecord, Option<Vec<u8>>, bool)> {
+        // Versions named by id never change: only the current one needs checking.
+        let plan = match version_id {
+            None => self.read_plan(bucket, key),
+            Some(_) => None,
         };
-        Ok((record, inline))
+        let (local, local_seq) = {
+            let kv = self.cluster.meta().read()?;
+            let local = read_in(kv.as_ref(), bucket, key, version_id);
+            let seq = match plan {
+                Some(_) => key_state_seq(kv.as_ref(), bucket, key)?,
+                None => 0,
+            };
+            (local, seq)
+        };
+        if let Some(plan) = plan {
+            match self.newest_state(plan, bucket, key, local_seq).await? {
+                Newest::Here => {}
+                Newest::Elsewhere { record, inline } => return Ok((*record, inline, true)),
+                Newest::Removed => return Err(ObjectError::NoSuchKey(key.to_string())),
+            }
+        }
+        match local {
+            Ok((record, inline)) => Ok((record, inline, false)),
+            Err(e) if is_missing(&e) => match self.read_remote(bucket, key, version_id).await? {
+                Some((record, inline)) => Ok((record, inline, true)),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// The version from a peer, when this node lacks it (in a cluster, while data moves
@@ -194,6 +243,7 @@ impl ObjectService {
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: version_id.map(str::to_string),
+            known_seq: None,
         };
         let Some(reply) = self.cluster.lookup_on_peers(&request).await? else {
             return Ok(None);
@@ -208,21 +258,17 @@ impl ObjectService {
         Ok(Some((record, reply.inline)))
     }
 
-    /// The record of the current version, or of `version_id`, asking peers when this
-    /// node lacks it (HEAD requests).
+    /// The record of the current version, or of `version_id`, as a read would serve it
+    /// (HEAD requests).
     pub async fn stat_object(
-        &self,
+        self: &Arc<Self>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
     ) -> Result<ObjectRecord> {
-        match self.head_object(bucket, key, version_id) {
-            Err(e) if is_missing(&e) => match self.read_remote(bucket, key, version_id).await? {
-                Some((record, _)) => Ok(record),
-                None => Err(e),
-            },
-            other => other,
-        }
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        Ok(self.resolve(bucket, key, version_id).await?.0)
     }
 
     /// Answer a peer's lookup (`/internal/lookup`) from this node's store only.
@@ -230,17 +276,42 @@ impl ObjectService {
         let request: LookupRequest = decode_message(body)?;
         validate_bucket_name(&request.bucket)?;
         validate_key(&request.key)?;
-        let reply =
-            match self.read_local(&request.bucket, &request.key, request.version_id.as_deref()) {
-                Ok((record, inline)) => LookupReply {
-                    record: Some(encode(&record)?),
-                    inline,
-                },
-                Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => {
-                    LookupReply::default()
+        let kv = self.cluster.meta().read()?;
+        let state_seq = match request.version_id {
+            None => key_state_seq(kv.as_ref(), &request.bucket, &request.key)?,
+            Some(_) => 0,
+        };
+        // Nothing newer than what the asker has seen: the state alone answers.
+        if request.known_seq.is_some_and(|known| state_seq <= known) {
+            return Ok(encode_message(&LookupReply {
+                state_seq,
+                ..LookupReply::default()
+            })?);
+        }
+        let reply = match read_in(
+            kv.as_ref(),
+            &request.bucket,
+            &request.key,
+            request.version_id.as_deref(),
+        ) {
+            // A current version older than the key's state was removed since: not sent.
+            Ok((record, _)) if request.version_id.is_none() && record.seq < state_seq => {
+                LookupReply {
+                    state_seq,
+                    ..LookupReply::default()
                 }
-                Err(e) => return Err(e),
-            };
+            }
+            Ok((record, inline)) => LookupReply {
+                record: Some(encode(&record)?),
+                inline,
+                state_seq,
+            },
+            Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => LookupReply {
+                state_seq,
+                ..LookupReply::default()
+            },
+            Err(e) => return Err(e),
+        };
         Ok(encode_message(&reply)?)
     }
 

@@ -14,6 +14,7 @@ mod lifecycle;
 mod list;
 mod multipart;
 pub mod names;
+mod newest;
 mod put;
 mod quorum;
 mod rebalance;
@@ -101,6 +102,8 @@ pub struct ServiceStats {
     pub handoffs: AtomicU64,
     /// Versions held here that this node no longer owns (after the last round).
     pub handoff_pending: AtomicU64,
+    /// Stale replicas (this node or peers) given the newest version by a quorum read.
+    pub read_repairs: AtomicU64,
 }
 
 pub struct ObjectService {

@@ -77,7 +77,11 @@ impl ObjectService {
         Ok(encode_message(&ack)?)
     }
 
-    async fn apply_payload(self: &Arc<Self>, source: &str, payload: ReplPayload) -> Result<()> {
+    pub(crate) async fn apply_payload(
+        self: &Arc<Self>,
+        source: &str,
+        payload: ReplPayload,
+    ) -> Result<()> {
         match payload {
             ReplPayload::Version {
                 bucket,

@@ -17,6 +17,9 @@ use crate::usage::count_version;
 pub const MAX_VERSIONS_LISTED: usize = 1000;
 /// Versions read per scan while searching a key's history.
 const VERSION_SCAN_PAGE: usize = 256;
+/// Most tombstones of one key read to find its latest removal (tombstones are kept for
+/// `TOMBSTONE_TTL` only, so a key rarely has more).
+const MAX_TOMBSTONES_PER_KEY: usize = 1024;
 
 pub const NULL_VERSION: &str = "null";
 
@@ -107,6 +110,32 @@ fn newest_version(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<Option<Obj
         false
     })?;
     Ok(newest)
+}
+
+/// How far this node has seen `bucket/key` change: the `seq` of its newest version
+/// (delete markers included) or of its latest remembered removal, whichever is higher;
+/// 0 for a key never seen. Replicas compare it to find the newest state of a key.
+pub(crate) fn key_state_seq(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<u64> {
+    let prefix = versions_prefix(bucket, key);
+    let end = prefix_end(&prefix);
+    // Versions sort newest first: the first entry is the newest.
+    let newest = match kv
+        .scan(Table::Versions, &prefix, end.as_deref(), 1)?
+        .first()
+    {
+        Some((_, v)) => decode::<ObjectRecord>(v)?.seq,
+        None => 0,
+    };
+    let mut removed = 0;
+    for (_, v) in kv.scan(
+        Table::Tombstones,
+        &prefix,
+        end.as_deref(),
+        MAX_TOMBSTONES_PER_KEY,
+    )? {
+        removed = removed.max(decode::<Tombstone>(&v)?.seq);
+    }
+    Ok(newest.max(removed))
 }
 
 /// Remove one stored version and everything hanging off it; returns whether GC has work.

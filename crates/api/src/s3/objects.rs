@@ -221,7 +221,8 @@ impl S3Api {
         if let Some(n) = i.part_number {
             let head = self
                 .svc
-                .head_object(&i.bucket, &i.key, i.version_id.as_deref())
+                .stat_object(&i.bucket, &i.key, i.version_id.as_deref())
+                .await
                 .s3()?;
             wanted = part_range(&head, n)?;
         }
@@ -483,7 +484,8 @@ impl S3Api {
         let i = req.input;
         let r = self
             .svc
-            .head_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .stat_object(&i.bucket, &i.key, i.version_id.as_deref())
+            .await
             .s3()?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             version_id: version_id(&r),

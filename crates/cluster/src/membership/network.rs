@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::net::TcpStream;
+
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -76,6 +78,25 @@ pub trait Transport: Send + Sync + 'static {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<TransportResponse, TransportError>;
+
+    /// Open a connection to `address` for a request whose body streams (a client's
+    /// request handed to its key's coordinator), giving up after `timeout`. Plain TCP;
+    /// a simulated network refuses what it has cut.
+    async fn dial(&self, address: &str, timeout: Duration) -> Result<TcpStream, TransportError> {
+        let host = address
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let unreachable = |reason: String| TransportError::Unreachable {
+            address: host.clone(),
+            reason,
+        };
+        match tokio::time::timeout(timeout, TcpStream::connect(&host)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable(format!("no connection within {timeout:?}"))),
+        }
+    }
 }
 
 /// Why a call to a peer failed.
@@ -119,6 +140,11 @@ impl PeerClient {
             secret,
             transport,
         }
+    }
+
+    /// The network this client sends through.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
     }
 
     /// POST `req` as JSON to `path` on `address` and decode the JSON answer.

@@ -1,0 +1,237 @@
+//! Finding the newest state of a key before a read of its current version. In a
+//! cluster a node may hold an older copy than the key's coordinator (replication still
+//! on its way), or none. So a node that is not the key's coordinator first asks the
+//! coordinator how far it has seen the key change; in quorum mode it asks every
+//! replica, needs a majority of them (itself included when it is one) and waits for
+//! the coordinator while it is alive. The newest answer wins. In quorum mode, replicas
+//! found stale get the newest version at once in the background (read repair);
+//! removals found newer are left to replication and anti-entropy.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bucketdb_cluster::replication::{LookupReply, LookupRequest, ReplPayload};
+use bucketdb_store::records::{ObjectRecord, decode, encode};
+
+use crate::ObjectService;
+use crate::error::{ObjectError, Result};
+
+/// How long an async-mode read waits for the coordinator's answer before serving this
+/// node's own copy.
+pub const COORDINATOR_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the replicas asked know of a key, compared with this node's copy.
+pub(crate) enum Newest {
+    /// Nothing newer elsewhere: serve this node's copy.
+    Here,
+    /// A newer live version, from a peer.
+    Elsewhere {
+        record: Box<ObjectRecord>,
+        inline: Option<Vec<u8>>,
+    },
+    /// The key was deleted (or its current version removed) after this node's copy.
+    Removed,
+}
+
+/// Whom a read of a key's current version must consult before serving it.
+pub(crate) struct ReadPlan {
+    peers: Vec<(String, String)>,
+    /// Answers needed from `peers`.
+    needed: usize,
+    /// A peer whose answer is awaited too while it is alive (the key's coordinator).
+    awaited: Option<String>,
+    timeout: Duration,
+    quorum: bool,
+    /// Whether this node is one of the key's replicas.
+    local_replica: bool,
+    /// Replicas in all, for the error when too few answer.
+    replicas_needed: usize,
+}
+
+impl ObjectService {
+    /// `None` when this node's copy is authoritative: outside a cluster, or in async
+    /// mode on the key's coordinator.
+    pub(crate) fn read_plan(&self, bucket: &str, key: &str) -> Option<ReadPlan> {
+        let coordinator = self.cluster.coordinator(bucket, key);
+        if self.cluster.quorum_required() {
+            let plan = self.cluster.quorum_plan(bucket, key)?;
+            return Some(ReadPlan {
+                needed: plan.needed.saturating_sub(usize::from(plan.local)),
+                peers: plan.peers,
+                awaited: coordinator.map(|(id, _)| id),
+                timeout: Duration::from_millis(self.cluster.replication_timeout_ms()),
+                quorum: true,
+                local_replica: plan.local,
+                replicas_needed: plan.needed,
+            });
+        }
+        Some(ReadPlan {
+            peers: vec![coordinator?],
+            needed: 1,
+            awaited: None,
+            timeout: COORDINATOR_CHECK_TIMEOUT,
+            quorum: false,
+            local_replica: false,
+            replicas_needed: 1,
+        })
+    }
+
+    /// The newest state of `bucket/key` among this node (which has seen it change up to
+    /// `local_seq`) and the peers `plan` names.
+    pub(crate) async fn newest_state(
+        self: &Arc<Self>,
+        plan: ReadPlan,
+        bucket: &str,
+        key: &str,
+        local_seq: u64,
+    ) -> Result<Newest> {
+        let request = LookupRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: None,
+            known_seq: Some(local_seq),
+        };
+        let answers = self
+            .cluster
+            .ask_peers(
+                &request,
+                &plan.peers,
+                plan.needed,
+                plan.awaited.as_deref(),
+                plan.timeout,
+            )
+            .await?;
+        if plan.quorum && answers.len() < plan.needed {
+            return Err(ObjectError::QuorumNotReached {
+                durable: answers.len() + usize::from(plan.local_replica),
+                needed: plan.replicas_needed,
+            });
+        }
+        let newest_seq = answers.iter().map(|(_, r)| r.state_seq).max().unwrap_or(0);
+        if newest_seq <= local_seq {
+            if plan.quorum && plan.local_replica {
+                self.repair_from_here(bucket, key, local_seq, &answers);
+            }
+            return Ok(Newest::Here);
+        }
+        let Some(((source, _), reply)) = answers.iter().find(|(_, r)| r.state_seq == newest_seq)
+        else {
+            return Ok(Newest::Here);
+        };
+        let Some(bytes) = &reply.record else {
+            return Ok(Newest::Removed);
+        };
+        let record: ObjectRecord = decode(bytes)?;
+        if record.delete_marker {
+            return Ok(Newest::Removed);
+        }
+        if plan.quorum {
+            let stale = stale_peers(&answers, newest_seq);
+            self.spawn_read_repair(
+                bucket,
+                source.clone(),
+                reply.clone(),
+                plan.local_replica,
+                stale,
+            );
+        }
+        Ok(Newest::Elsewhere {
+            record: Box::new(record),
+            inline: reply.inline.clone(),
+        })
+    }
+
+    /// This node holds the newest version: send it to the replicas that answered with
+    /// an older state.
+    fn repair_from_here(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        local_seq: u64,
+        answers: &[((String, String), LookupReply)],
+    ) {
+        let stale = stale_peers(answers, local_seq);
+        if stale.is_empty() {
+            return;
+        }
+        let Ok((record, inline)) = self.read_local(bucket, key, None) else {
+            return;
+        };
+        if record.seq != local_seq {
+            return;
+        }
+        let Ok(record) = encode(&record) else {
+            return;
+        };
+        let reply = LookupReply {
+            record: Some(record),
+            inline,
+            state_seq: local_seq,
+        };
+        let me = self.cluster.node().id.clone();
+        self.spawn_read_repair(bucket, me, reply, false, stale);
+    }
+
+    /// In the background: install the version `source` sent (when this node is a stale
+    /// replica), then send it to the `stale` replicas from here.
+    fn spawn_read_repair(
+        self: &Arc<Self>,
+        bucket: &str,
+        source: String,
+        reply: LookupReply,
+        repair_here: bool,
+        stale: Vec<(String, String)>,
+    ) {
+        let svc = self.clone();
+        let bucket = bucket.to_string();
+        let me = self.cluster.node().id.clone();
+        tokio::spawn(async move {
+            let Some(record) = reply.record else {
+                return;
+            };
+            let payload = ReplPayload::Version {
+                bucket,
+                record,
+                inline: reply.inline,
+            };
+            if repair_here {
+                match svc.apply_payload(&source, payload.clone()).await {
+                    Ok(()) => {
+                        svc.stats.read_repairs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read repair of this node failed");
+                        return;
+                    }
+                }
+            }
+            // Peers fetch the chunks from the sender, so only a node holding them sends.
+            if stale.is_empty() || (source != me && !repair_here) {
+                return;
+            }
+            let timeout = Duration::from_millis(svc.cluster.replication_timeout_ms());
+            match svc
+                .cluster
+                .send_now(&stale, payload, stale.len(), timeout)
+                .await
+            {
+                Ok(repaired) => {
+                    svc.stats
+                        .read_repairs
+                        .fetch_add(repaired.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(error = %e, "read repair of peers failed"),
+            }
+        });
+    }
+}
+
+/// The peers (with their addresses) whose answers show an older state than `seq`.
+fn stale_peers(answers: &[((String, String), LookupReply)], seq: u64) -> Vec<(String, String)> {
+    answers
+        .iter()
+        .filter(|(_, r)| r.state_seq < seq)
+        .map(|(peer, _)| peer.clone())
+        .collect()
+}
