@@ -11,7 +11,7 @@ mod cluster_common;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use cluster_common::*;
 
 /// Keys raced by three conditional creates each.
@@ -22,6 +22,8 @@ const INCREMENTS_PER_WORKER: u64 = 8;
 const MAX_TRIES_PER_INCREMENT: usize = 400;
 /// Multipart parts other than the last must be at least this large (as S3).
 const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Tag changes made through one node and read back through the next.
+const TAG_ROUNDS: usize = 9;
 /// Keys written right after their coordinator was killed.
 const KEYS_AFTER_KILL: usize = 24;
 
@@ -118,6 +120,45 @@ async fn if_match_loops_lose_no_update(s3: &[Client], nodes: &[&Node]) {
     .await;
 }
 
+/// Tag changes through one node are read back at once through another (the reading
+/// node's copy has the same version with older tags until replication arrives).
+async fn tag_changes_are_read_back_through_any_node(s3: &[Client]) {
+    s3[0]
+        .put_object()
+        .bucket("coord")
+        .key("tagged")
+        .body(ByteStream::from_static(b"tagged"))
+        .send()
+        .await
+        .expect("tagged");
+    for round in 0..TAG_ROUNDS {
+        let writer = &s3[round % s3.len()];
+        let reader = &s3[(round + 1) % s3.len()];
+        let tag = Tag::builder()
+            .key("round")
+            .value(round.to_string())
+            .build()
+            .expect("tag");
+        writer
+            .put_object_tagging()
+            .bucket("coord")
+            .key("tagged")
+            .tagging(Tagging::builder().tag_set(tag).build().expect("tagging"))
+            .send()
+            .await
+            .expect("put tags");
+        let read = reader
+            .get_object_tagging()
+            .bucket("coord")
+            .key("tagged")
+            .send()
+            .await
+            .expect("get tags");
+        let values: Vec<&str> = read.tag_set().iter().map(|t| t.value()).collect();
+        assert_eq!(values, [round.to_string()], "round {round}");
+    }
+}
+
 async fn multipart_upload_spans_nodes(s3: &[Client], nodes: &[&Node]) {
     let first: Vec<u8> = (0..PART_SIZE).map(|i| (i % 251) as u8).collect();
     let last = b"the last part".to_vec();
@@ -198,6 +239,7 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
     racing_conditional_creates_have_one_winner(&s3, &nodes).await;
     if_match_loops_lose_no_update(&s3, &nodes).await;
     multipart_upload_spans_nodes(&s3, &nodes).await;
+    tag_changes_are_read_back_through_any_node(&s3).await;
 
     let mut forwarded = 0;
     for n in nodes {

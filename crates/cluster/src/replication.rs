@@ -120,6 +120,9 @@ pub struct LookupRequest {
     /// For the current version: how far the asker has seen the key change. The record
     /// is sent only when the peer has seen it change later (`None`: always).
     pub known_seq: Option<u64>,
+    /// SHA-256 of the asker's current record (stored encoding), if it has one: a peer
+    /// at the same `seq` sends its record only when it differs (tags changed).
+    pub known_record: Option<[u8; 32]>,
 }
 
 /// The peer's copy: the version's record (stored encoding) and inline body; no record

@@ -71,6 +71,12 @@ impl ObjectReader {
     }
 }
 
+/// SHA-256 of a record's stored encoding: two copies of one version with the same
+/// `seq` differ only if one has older tags.
+pub(crate) fn record_fingerprint(r: &ObjectRecord) -> Result<[u8; 32]> {
+    Ok(Sha256::digest(encode(r)?).into())
+}
+
 /// The version a request names and its inline body, from one snapshot.
 fn read_in(
     kv: &dyn KvRead,
@@ -215,7 +221,14 @@ impl ObjectService {
             (local, seq)
         };
         if let Some(plan) = plan {
-            match self.newest_state(plan, bucket, key, local_seq).await? {
+            let fingerprint = match &local {
+                Ok((r, _)) => Some(record_fingerprint(r)?),
+                Err(_) => None,
+            };
+            match self
+                .newest_state(plan, bucket, key, local_seq, fingerprint)
+                .await?
+            {
                 Newest::Here => {}
                 Newest::Elsewhere { record, inline } => return Ok((*record, inline, true)),
                 Newest::Removed => return Err(ObjectError::NoSuchKey(key.to_string())),
@@ -244,6 +257,7 @@ impl ObjectService {
             key: key.to_string(),
             version_id: version_id.map(str::to_string),
             known_seq: None,
+            known_record: None,
         };
         let Some(reply) = self.cluster.lookup_on_peers(&request).await? else {
             return Ok(None);
@@ -281,35 +295,34 @@ impl ObjectService {
             None => key_state_seq(kv.as_ref(), &request.bucket, &request.key)?,
             Some(_) => 0,
         };
-        // Nothing newer than what the asker has seen: the state alone answers.
-        if request.known_seq.is_some_and(|known| state_seq <= known) {
-            return Ok(encode_message(&LookupReply {
-                state_seq,
-                ..LookupReply::default()
-            })?);
-        }
-        let reply = match read_in(
+        let found = read_in(
             kv.as_ref(),
             &request.bucket,
             &request.key,
             request.version_id.as_deref(),
-        ) {
-            // A current version older than the key's state was removed since: not sent.
-            Ok((record, _)) if request.version_id.is_none() && record.seq < state_seq => {
-                LookupReply {
-                    state_seq,
-                    ..LookupReply::default()
-                }
+        );
+        let state_only = LookupReply {
+            state_seq,
+            ..LookupReply::default()
+        };
+        if let Some(known) = request.known_seq {
+            // Nothing newer than (or different from) what the asker holds: the state
+            // alone answers.
+            let current = found.as_ref().ok().map(|(r, _)| record_fingerprint(r));
+            let same = current.transpose()?.as_ref() == request.known_record.as_ref();
+            if state_seq < known || (state_seq == known && same) {
+                return Ok(encode_message(&state_only)?);
             }
+        }
+        let reply = match found {
+            // A current version older than the key's state was removed since: not sent.
+            Ok((record, _)) if request.version_id.is_none() && record.seq < state_seq => state_only,
             Ok((record, inline)) => LookupReply {
                 record: Some(encode(&record)?),
                 inline,
                 state_seq,
             },
-            Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => LookupReply {
-                state_seq,
-                ..LookupReply::default()
-            },
+            Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => state_only,
             Err(e) => return Err(e),
         };
         Ok(encode_message(&reply)?)

@@ -39,8 +39,12 @@ pub(crate) struct ReadPlan {
     peers: Vec<(String, String)>,
     /// Answers needed from `peers`.
     needed: usize,
-    /// A peer whose answer is awaited too while it is alive (the key's coordinator).
+    /// A peer whose answer is awaited too while it is alive (quorum mode: the key's
+    /// coordinator).
     awaited: Option<String>,
+    /// The key's coordinator when it is a peer: where tag changes happen first, so its
+    /// copy wins over one with the same `seq`.
+    coordinator: Option<String>,
     timeout: Duration,
     quorum: bool,
     /// Whether this node is one of the key's replicas.
@@ -56,18 +60,22 @@ impl ObjectService {
         let coordinator = self.cluster.coordinator(bucket, key);
         if self.cluster.quorum_required() {
             let plan = self.cluster.quorum_plan(bucket, key)?;
+            let coordinator = coordinator.map(|(id, _)| id);
             return Some(ReadPlan {
                 needed: plan.needed.saturating_sub(usize::from(plan.local)),
                 peers: plan.peers,
-                awaited: coordinator.map(|(id, _)| id),
+                awaited: coordinator.clone(),
+                coordinator,
                 timeout: Duration::from_millis(self.cluster.replication_timeout_ms()),
                 quorum: true,
                 local_replica: plan.local,
                 replicas_needed: plan.needed,
             });
         }
+        let coordinator = coordinator?;
         Some(ReadPlan {
-            peers: vec![coordinator?],
+            coordinator: Some(coordinator.0.clone()),
+            peers: vec![coordinator],
             needed: 1,
             awaited: None,
             timeout: COORDINATOR_CHECK_TIMEOUT,
@@ -78,19 +86,22 @@ impl ObjectService {
     }
 
     /// The newest state of `bucket/key` among this node (which has seen it change up to
-    /// `local_seq`) and the peers `plan` names.
+    /// `local_seq`, and holds the current record `local_record` fingerprints) and the
+    /// peers `plan` names.
     pub(crate) async fn newest_state(
         self: &Arc<Self>,
         plan: ReadPlan,
         bucket: &str,
         key: &str,
         local_seq: u64,
+        local_record: Option<[u8; 32]>,
     ) -> Result<Newest> {
         let request = LookupRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: None,
             known_seq: Some(local_seq),
+            known_record: local_record,
         };
         let answers = self
             .cluster
@@ -109,6 +120,24 @@ impl ObjectService {
             });
         }
         let newest_seq = answers.iter().map(|(_, r)| r.state_seq).max().unwrap_or(0);
+        // Same version, other tags: the coordinator's copy is the later one.
+        let retagged = answers.iter().find(|((id, _), r)| {
+            r.state_seq == local_seq
+                && r.record.is_some()
+                && plan.coordinator.as_deref() == Some(id.as_str())
+        });
+        if newest_seq == local_seq
+            && let Some((_, reply)) = retagged
+            && let Some(bytes) = &reply.record
+        {
+            let record: ObjectRecord = decode(bytes)?;
+            if !record.delete_marker {
+                return Ok(Newest::Elsewhere {
+                    record: Box::new(record),
+                    inline: reply.inline.clone(),
+                });
+            }
+        }
         if newest_seq <= local_seq {
             if plan.quorum && plan.local_replica {
                 self.repair_from_here(bucket, key, local_seq, &answers);
