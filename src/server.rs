@@ -231,6 +231,7 @@ impl RunningServer {
         let served_s3 = drain(self.serve_s3).await;
         // The applications hold the state: dropping them ends the cycle.
         self.state.set_forward_targets(None);
+        self.state.service.stop_background_tasks().await;
         let _ = self.background.await;
         if let Some((membership, tasks)) = self.cluster {
             for t in tasks {

@@ -69,6 +69,46 @@ impl Rest<'_> {
         );
     }
 
+    /// Start a multipart upload of `body` (one part) through `n`; its upload id and the
+    /// body of the completion request.
+    async fn start_multipart(
+        &self,
+        n: &Node,
+        bucket: &str,
+        key: &str,
+        body: &[u8],
+    ) -> (String, String) {
+        let url = n.url(&format!("/multipart/{bucket}/{key}"));
+        let r = self.send(self.c.post(&url)).await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        let up: Value = r.json().await.expect("upload");
+        let id = up["uploadId"].as_str().expect("uploadId").to_string();
+        let part_url = format!("{url}?uploadId={id}&partNumber=1");
+        let r = self.send(self.c.post(part_url).body(body.to_vec())).await;
+        assert!(
+            r.status().is_success(),
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+        let part: Value = r.json().await.expect("part");
+        let complete = serde_json::json!({"parts": [{"partNumber": 1, "etag": part["etag"]}]});
+        (id, complete.to_string())
+    }
+
+    /// The status of completing upload `id` of `key` through `n`.
+    async fn complete_multipart(
+        &self,
+        n: &Node,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        body: &str,
+    ) -> u16 {
+        let url = n.url(&format!("/multipart/{bucket}/{key}?uploadId={id}"));
+        let r = self.send(self.c.put(url).body(body.to_string())).await;
+        r.status().as_u16()
+    }
+
     async fn delete(&self, n: &Node, bucket: &str, key: &str) {
         let url = n.url(&format!("/objects/{bucket}/{key}"));
         let r = self.send(self.c.delete(url)).await;
@@ -399,12 +439,60 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
     );
 
     // One replica down: a majority (2 of 3) is still there.
+    rest.put(&a, "quorum", "doomed.bin", b"to be deleted").await;
     cc.kill_9();
     let second = body_of(6, 100 * 1024);
     rest.put(&b, "quorum", "second.bin", &second).await;
+    // One down: a delete finds its majority too.
+    rest.delete(&a, "quorum", "doomed.bin").await;
+    // One down: a multipart completion finds its majority too.
+    let assembled = body_of(8, 130 * 1024);
+    let (id, parts) = rest
+        .start_multipart(&b, "quorum", "assembled.bin", &assembled)
+        .await;
+    assert_eq!(
+        rest.complete_multipart(&a, "quorum", "assembled.bin", &id, &parts)
+            .await,
+        201
+    );
 
     // Two down: quorum writes fail with 503, and the refused write is not visible.
     b.kill_9();
+    // The upload's parts stay on a, which coordinates it (b is unreachable): only its
+    // completion needs a majority.
+    let late = body_of(9, 90 * 1024);
+    let (late_id, late_parts) = rest.start_multipart(&a, "quorum", "late.bin", &late).await;
+    assert_eq!(
+        rest.complete_multipart(&a, "quorum", "late.bin", &late_id, &late_parts)
+            .await,
+        503
+    );
+    // An upload that creates its bucket needs its majority too.
+    let r = rest
+        .send(
+            c.post(a.url("/objects/brand-new/refused.bin"))
+                .body(body_of(3, 1000)),
+        )
+        .await;
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    // Once a sees both down, deletes and tag changes are refused without being made.
+    eventually("b and c seen down by a", &[&a], || async {
+        let status = cluster(&c, &a).await?;
+        let down = |port| liveness_of(&status, port).as_deref() == Some("down");
+        (down(b.http_port) && down(cc.http_port)).then_some(())
+    })
+    .await;
+    let r = rest
+        .send(c.delete(a.url("/objects/quorum/first.bin")))
+        .await;
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    let r = rest
+        .send(
+            c.put(a.url("/objects/quorum/first.bin/tags"))
+                .body(r#"{"state":"refused"}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
     for (key, len) in [("refused.bin", 150 * 1024), ("refused.txt", 10)] {
         let url = a.url(&format!("/objects/quorum/{key}"));
         let r = rest.send(c.post(url).body(body_of(7, len))).await;
@@ -422,14 +510,14 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
     for n in all {
         eventually("acknowledged writes everywhere", &all, || async {
             let ok = rest.try_get(n, "quorum", "first.bin").await == Ok(Some(first.clone()))
-                && rest.try_get(n, "quorum", "second.bin").await == Ok(Some(second.clone()));
+                && rest.try_get(n, "quorum", "second.bin").await == Ok(Some(second.clone()))
+                && rest.try_get(n, "quorum", "assembled.bin").await == Ok(Some(assembled.clone()));
             ok.then_some(())
         })
         .await;
     }
-    storage_converges(&rest, &all).await;
     for n in all {
-        for key in ["refused.bin", "refused.txt"] {
+        for key in ["refused.bin", "refused.txt", "late.bin", "doomed.bin"] {
             assert_eq!(
                 rest.get(n, "quorum", key).await,
                 None,
@@ -438,6 +526,27 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
             );
         }
     }
+    for n in all {
+        assert_eq!(rest.try_get(n, "brand-new", "refused.bin").await, Ok(None));
+    }
+    // The refused completion left the upload in place: completing it again now works.
+    assert_eq!(
+        rest.complete_multipart(&b, "quorum", "late.bin", &late_id, &late_parts)
+            .await,
+        201
+    );
+    eventually("the late upload everywhere", &all, || async {
+        for n in all {
+            if rest.try_get(n, "quorum", "late.bin").await != Ok(Some(late.clone())) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // Every node then holds the same versions and chunk files (the upload's parts,
+    // held on a until now, are part of the object).
+    storage_converges(&rest, &all).await;
     for n in [&mut a, &mut b, &mut cc] {
         n.stop();
     }

@@ -317,22 +317,47 @@ pub(crate) async fn coordinate(
         return next.run(req).await;
     }
     let cluster = state.service.cluster();
-    let (Some(membership), Some((peer, address))) =
-        (cluster.membership(), cluster.coordinator(bucket, key))
-    else {
+    let Some(membership) = cluster.membership() else {
         return next.run(req).await;
     };
-    match hand_to(membership, state, api, &address, req).await {
-        Handoff::Answered(resp) => {
-            state.metrics.record_forwarded();
-            resp
-        }
-        Handoff::Unreachable(req) => next.run(req).await,
-        Handoff::Failed(reason) => {
-            tracing::warn!(%peer, %reason, "forwarded request failed at its coordinator");
-            api.unavailable(&reason)
+    // A step of a multipart upload goes to the node holding the upload's parts.
+    if let Some(id) = upload_id_of(req.uri())
+        && let Some((peer, address)) = cluster.upload_holder(&id)
+    {
+        return match hand_to(membership, state, api, &address, req).await {
+            Handoff::Answered(resp) => {
+                state.metrics.record_forwarded();
+                resp
+            }
+            Handoff::Unreachable(_) => {
+                api.unavailable(&format!("{peer}, which holds upload {id}, is unreachable"))
+            }
+            Handoff::Failed(reason) => api.unavailable(&reason),
+        };
+    }
+    let mut req = req;
+    for (peer, address) in cluster.coordinators(bucket, key) {
+        match hand_to(membership, state, api, &address, req).await {
+            Handoff::Answered(resp) => {
+                state.metrics.record_forwarded();
+                return resp;
+            }
+            // Not reachable: the next replica in line coordinates.
+            Handoff::Unreachable(back) => req = back,
+            Handoff::Failed(reason) => {
+                tracing::warn!(%peer, %reason, "forwarded request failed at its coordinator");
+                return api.unavailable(&reason);
+            }
         }
     }
+    next.run(req).await
+}
+
+/// The `uploadId` query parameter, if the request has one.
+fn upload_id_of(uri: &Uri) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == "uploadId")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// REST routes that change one key: uploads, deletes and tag changes of
@@ -349,7 +374,13 @@ fn rest_key_change(method: &Method, uri: &Uri) -> Option<(String, String)> {
         return None;
     }
     let target = crate::rest::target(uri, family).ok()?;
-    Some((target.bucket, target.key?))
+    let key = target.key?;
+    // `PUT /objects/B/K/tags` changes the tags of K.
+    let key = match (family, method) {
+        ("objects", &Method::PUT) => key.strip_suffix(crate::rest::TAGS_SUFFIX)?.to_string(),
+        _ => key,
+    };
+    Some((target.bucket, key))
 }
 
 /// Middleware on the REST routes (inside authentication, so the coordinator only ever
@@ -436,7 +467,8 @@ mod tests {
         let change = |m: Method, u: &str| rest_key_change(&m, &uri(u));
         let bk = |b: &str, k: &str| Some((b.to_string(), k.to_string()));
         assert_eq!(change(Method::POST, "/objects/b/a%20b/c"), bk("b", "a b/c"));
-        assert_eq!(change(Method::PUT, "/objects/b/k?tags"), bk("b", "k"));
+        assert_eq!(change(Method::PUT, "/objects/b/d/k/tags"), bk("b", "d/k"));
+        assert_eq!(change(Method::DELETE, "/objects/b/k?tags"), bk("b", "k"));
         assert_eq!(change(Method::DELETE, "/objects/b/k"), bk("b", "k"));
         assert_eq!(change(Method::GET, "/objects/b/k"), None);
         assert_eq!(change(Method::HEAD, "/objects/b/k"), None);

@@ -47,6 +47,17 @@ pub const BUCKET_PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `usage` entry holding the next replication queue number.
 const QUEUE_COUNTER: &[u8] = b"repl_queue_next";
+/// Ends the node tag at the start of a multipart upload id.
+const UPLOAD_ID_TAG_END: char = '-';
+/// Hex digits of a node's tag in upload ids.
+const NODE_TAG_HEX: usize = 8;
+
+/// A short, stable tag for node `id` (hex of its SHA-256).
+fn node_tag(id: &str) -> String {
+    let mut tag = hex::encode(sha256_of(id.as_bytes()));
+    tag.truncate(NODE_TAG_HEX);
+    tag
+}
 
 /// A change to send to the other replicas; it names the data, which is read when sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +145,10 @@ pub struct LookupReply {
     /// For the current version: how far this peer has seen the key change (its newest
     /// version's or latest removal's `seq`; 0 if never).
     pub state_seq: u64,
+    /// The newest prepared (quorum mode, not yet committed here) version of the key
+    /// above `state_seq`, as its `seq` and the node coordinating it: that node knows
+    /// whether the write was acknowledged.
+    pub pending: Option<(u64, String)>,
 }
 
 fn sha256_of(data: &[u8]) -> [u8; 32] {
@@ -280,17 +295,47 @@ impl Cluster {
     /// this node, outside a cluster, or when no replica seems alive (then this node
     /// coordinates, as the only one that can).
     pub fn coordinator(&self, bucket: &str, key: &str) -> Option<(String, String)> {
-        let m = self.membership.get()?;
-        let ring = self.placement()?;
+        self.coordinators(bucket, key).into_iter().next()
+    }
+
+    /// The peers that may coordinate changes to `bucket/key`, in the order to try them:
+    /// the key's replicas this node does not believe down, up to this node (which comes
+    /// next, if it is a replica). A peer that cannot be reached is skipped for the next,
+    /// so nodes that still think a dead peer alive agree on who takes its place.
+    pub fn coordinators(&self, bucket: &str, key: &str) -> Vec<(String, String)> {
+        let (Some(m), Some(ring)) = (self.membership.get(), self.placement()) else {
+            return Vec::new();
+        };
         let me = self.node.id.as_str();
-        let id = ring
-            .replicas(bucket, key)
+        ring.replicas(bucket, key)
             .into_iter()
-            .find(|id| *id == me || m.liveness_of(id).0 != Liveness::Down)?;
-        if id == me {
+            .take_while(|id| *id != me)
+            .filter(|id| m.liveness_of(id).0 != Liveness::Down)
+            .filter_map(|id| Some((id.to_string(), m.address_of(id)?)))
+            .collect()
+    }
+
+    /// An id for a new multipart upload coordinated here: this node's tag, then
+    /// `random_hex`. Every later step of the upload names it, so any node can send the
+    /// step to the node holding the upload's parts ([`Cluster::upload_holder`]).
+    pub fn new_upload_id(&self, random_hex: &str) -> String {
+        format!("{}{UPLOAD_ID_TAG_END}{random_hex}", node_tag(&self.node.id))
+    }
+
+    /// The peer holding the multipart upload `upload_id`, as `(node id, address)`;
+    /// `None` when it is this node, or the id names no current member (then the key's
+    /// coordinator is asked as for any change).
+    pub fn upload_holder(&self, upload_id: &str) -> Option<(String, String)> {
+        let m = self.membership.get()?;
+        let (tag, _) = upload_id.split_once(UPLOAD_ID_TAG_END)?;
+        if tag == node_tag(&self.node.id) {
             return None;
         }
-        Some((id.to_string(), m.address_of(id)?))
+        let ring = m.ring();
+        ring.members
+            .values()
+            .find(|x| x.state != MemberState::Removed && node_tag(&x.id) == tag)
+            .map(|x| (x.id.clone(), x.address.clone()))
     }
 
     /// The replicas a quorum write of `bucket/key` needs; `None` outside a cluster.
@@ -524,6 +569,7 @@ impl Cluster {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                () = self.repl_kick.notified() => {}
                 _ = stop.changed() => {}
             }
         }
@@ -603,7 +649,76 @@ impl Cluster {
                 Ok(())
             })
             .await?;
+        self.dequeued.send_modify(|n| *n = n.wrapping_add(1));
         Ok(n)
+    }
+
+    /// The queue number the next queued change will get: every change committed before
+    /// this call has a lower one.
+    pub fn queue_mark(&self) -> Result<u64, ClusterError> {
+        Ok(self
+            .meta
+            .read()?
+            .get(Table::Usage, QUEUE_COUNTER)?
+            .map(|v| decode(&v))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    /// How many of `peers` have no queued change numbered below `mark` left: they
+    /// applied everything queued for them before the mark.
+    fn caught_up(&self, peers: &[String], mark: u64) -> Result<usize, ClusterError> {
+        let kv = self.meta.read()?;
+        let mut done = 0;
+        for peer in peers {
+            let prefix = repl_queue_prefix(peer);
+            let end = prefix_end(&prefix);
+            let first = kv.scan(Table::ReplQueue, &prefix, end.as_deref(), 1)?;
+            let oldest = first.first().and_then(|(k, _)| number_of_repl_queue_key(k));
+            if oldest.is_none_or(|n| n >= mark) {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Wait until `enough` of `peers` applied every change queued for them before
+    /// `mark` (see [`Cluster::queue_mark`]), or `timeout` passed; how many did.
+    pub async fn wait_replicated(
+        &self,
+        peers: &[String],
+        mark: u64,
+        enough: usize,
+        timeout: Duration,
+    ) -> Result<usize, ClusterError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut dequeued = self.dequeued.subscribe();
+        self.repl_wake.notify_waiters();
+        self.repl_kick.notify_waiters();
+        loop {
+            dequeued.borrow_and_update();
+            let done = self.caught_up(peers, mark)?;
+            if done >= enough {
+                return Ok(done);
+            }
+            if tokio::time::timeout_at(deadline, dequeued.changed())
+                .await
+                .is_err()
+            {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// How many of `peers` this node does not believe down.
+    pub fn live_count(&self, peers: &[(String, String)]) -> usize {
+        let Some(m) = self.membership.get() else {
+            return 0;
+        };
+        peers
+            .iter()
+            .filter(|(id, _)| m.liveness_of(id).0 != Liveness::Down)
+            .count()
     }
 
     /// Make sure this node holds `chunk`, fetching it from `source` if not: verified

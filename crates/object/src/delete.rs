@@ -14,16 +14,23 @@ use bucketdb_store::records::Versioning;
 impl ObjectService {
     /// Delete with S3 semantics: without a version id, unversioned buckets remove the
     /// object and versioned ones add a delete marker; with one, that version is removed
-    /// for good. Deleting what does not exist succeeds.
+    /// for good. Deleting what does not exist succeeds. In quorum mode the delete is
+    /// acknowledged once a majority of the key's replicas applied it.
     pub async fn delete_object(
         self: &Arc<Self>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
     ) -> Result<DeleteOutcome> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        self.check_quorum_reachable(bucket, key)?;
         let outcome = self
             .delete_object_if(bucket, key, version_id, |_| Ok(true))
             .await?;
+        if outcome.is_some() {
+            self.await_quorum_replication(bucket, key).await?;
+        }
         Ok(outcome.unwrap_or(DeleteOutcome {
             version_id: None,
             delete_marker: false,

@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
-use crate::newest::Newest;
-use crate::versions::{find_version, key_state_seq, load_bucket};
+use crate::newest::{LocalState, Newest};
+use crate::versions::{find_version, key_state_seq, load_bucket, newest_pending};
 use crate::{Conditions, ObjectService};
 
 /// Verified chunks waiting to be sent, beyond the one being sent.
@@ -211,24 +211,32 @@ impl ObjectService {
             None => self.read_plan(bucket, key),
             Some(_) => None,
         };
-        let (local, local_seq) = {
+        let (local, local_seq, pending) = {
             let kv = self.cluster.meta().read()?;
             let local = read_in(kv.as_ref(), bucket, key, version_id);
-            let seq = match plan {
-                Some(_) => key_state_seq(kv.as_ref(), bucket, key)?,
-                None => 0,
+            let seq = match (&plan, &local) {
+                (Some(_), _) => key_state_seq(kv.as_ref(), bucket, key)?,
+                (None, Err(e)) if version_id.is_none() && is_missing(e) => {
+                    key_state_seq(kv.as_ref(), bucket, key)?
+                }
+                _ => 0,
             };
-            (local, seq)
+            let pending = match &plan {
+                Some(p) if p.quorum => newest_pending(kv.as_ref(), bucket, key, seq)?,
+                _ => None,
+            };
+            (local, seq, pending)
         };
         if let Some(plan) = plan {
-            let fingerprint = match &local {
-                Ok((r, _)) => Some(record_fingerprint(r)?),
-                Err(_) => None,
+            let state = LocalState {
+                seq: local_seq,
+                record: match &local {
+                    Ok((r, _)) => Some(record_fingerprint(r)?),
+                    Err(_) => None,
+                },
+                pending,
             };
-            match self
-                .newest_state(plan, bucket, key, local_seq, fingerprint)
-                .await?
-            {
+            match self.newest_state(plan, bucket, key, state).await? {
                 Newest::Here => {}
                 Newest::Elsewhere { record, inline } => return Ok((*record, inline, true)),
                 Newest::Removed => return Err(ObjectError::NoSuchKey(key.to_string())),
@@ -236,6 +244,9 @@ impl ObjectService {
         }
         match local {
             Ok((record, inline)) => Ok((record, inline, false)),
+            // A key this node saw deleted is not looked for elsewhere: a peer still
+            // holding it has not heard of the delete yet.
+            Err(e) if is_missing(&e) && local_seq > 0 => Err(e),
             Err(e) if is_missing(&e) => match self.read_remote(bucket, key, version_id).await? {
                 Some((record, inline)) => Ok((record, inline, true)),
                 None => Err(e),
@@ -301,8 +312,13 @@ impl ObjectService {
             &request.key,
             request.version_id.as_deref(),
         );
+        let pending = match request.version_id {
+            None => newest_pending(kv.as_ref(), &request.bucket, &request.key, state_seq)?,
+            Some(_) => None,
+        };
         let state_only = LookupReply {
             state_seq,
+            pending: pending.clone(),
             ..LookupReply::default()
         };
         if let Some(known) = request.known_seq {
@@ -321,6 +337,7 @@ impl ObjectService {
                 record: Some(encode(&record)?),
                 inline,
                 state_seq,
+                pending,
             },
             Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => state_only,
             Err(e) => return Err(e),

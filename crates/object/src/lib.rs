@@ -106,7 +106,14 @@ pub struct ServiceStats {
     pub read_repairs: AtomicU64,
 }
 
+/// Most best-effort background tasks (read repairs, aborts of prepared copies) running
+/// at once; more are skipped (anti-entropy and expiry cover what they would have done).
+pub const MAX_BACKGROUND_TASKS: usize = 256;
+
 pub struct ObjectService {
+    /// Best-effort work started by requests; aborted at shutdown, since it holds the
+    /// stores open.
+    background: std::sync::Mutex<tokio::task::JoinSet<()>>,
     cluster: Arc<Cluster>,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
@@ -124,6 +131,7 @@ impl ObjectService {
         random: Arc<dyn Random>,
     ) -> Self {
         ObjectService {
+            background: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             cluster,
             config,
             clock,
@@ -136,6 +144,29 @@ impl ObjectService {
 
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// Run best-effort `work` in the background; `false` (not run) when
+    /// [`MAX_BACKGROUND_TASKS`] already run.
+    pub(crate) fn spawn_best_effort(
+        &self,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        let mut tasks = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= MAX_BACKGROUND_TASKS {
+            return false;
+        }
+        tasks.spawn(work);
+        true
+    }
+
+    /// Abort the best-effort background work and wait until it is gone (at shutdown).
+    pub async fn stop_background_tasks(&self) {
+        let mut tasks =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -83,9 +83,11 @@ impl ObjectService {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         opts.validate()?;
-        let upload_id = hex::encode(bucketdb_store::env::random_bytes::<16>(
-            self.random.as_ref(),
-        ));
+        let upload_id =
+            self.cluster
+                .new_upload_id(&hex::encode(bucketdb_store::env::random_bytes::<16>(
+                    self.random.as_ref(),
+                )));
         let up = UploadRecord {
             upload_id,
             bucket: bucket.to_string(),
@@ -306,79 +308,123 @@ impl ObjectService {
             return Err(ObjectError::InvalidPartOrder);
         }
         let (bucket, key, upload_id) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        let svc = self.clone();
         let now = self.clock.now_ms();
-        let max_size = self.config.max_object_size;
-        let (rec, freed) = self
+        let completion = Completion {
+            key: key.clone(),
+            upload_id: upload_id.clone(),
+            parts,
+            now_ms: now,
+            max_size: self.config.max_object_size,
+            combine,
+        };
+        // In quorum mode the object is prepared on a majority of its replicas before the
+        // commit, which checks that the upload still assembles to the same chunks.
+        let mut rec = {
+            let kv = self.cluster.meta().read()?;
+            load_bucket(kv.as_ref(), &bucket)?;
+            completion.assemble(kv.as_ref(), &bucket)?.1
+        };
+        let prepared = self.prepare_quorum(&bucket, &mut rec, None).await?;
+        let attempt = rec.clone();
+        let svc = self.clone();
+        let target = bucket.clone();
+        let committed = self
             .cluster
             .meta()
             .write(move |kv| -> Result<_> {
-                let b = load_bucket(kv, &bucket)?;
-                let (uk, up) = load_upload(kv, &bucket, &key, &upload_id)?;
-                let stored: HashMap<u32, PartRecord> = load_parts(kv, &upload_id)?
-                    .into_iter()
-                    .map(|p| (p.part_number, p))
-                    .collect();
-                let mut chosen = Vec::with_capacity(parts.len());
-                for (i, (n, etag)) in parts.iter().enumerate() {
-                    let want = etag.trim_matches('"');
-                    let p = stored.get(n).filter(|p| p.etag == want).ok_or_else(|| {
-                        ObjectError::InvalidPart(format!(
-                            "part {n} with ETag {etag} was not uploaded"
-                        ))
-                    })?;
-                    if i + 1 < parts.len() && p.size < MIN_PART_SIZE {
-                        return Err(ObjectError::EntityTooSmall {
-                            part: *n,
-                            min: MIN_PART_SIZE,
-                        });
-                    }
-                    chosen.push(p);
+                let b = load_bucket(kv, &target)?;
+                let (uk, assembled) = completion.assemble(&*kv, &target)?;
+                if assembled.body != rec.body || assembled.etag != rec.etag {
+                    return Err(ObjectError::InvalidPart(
+                        "the upload's parts changed while it was being completed".into(),
+                    ));
                 }
-                let size: u64 = chosen.iter().map(|p| p.size).sum();
-                if size > max_size {
-                    return Err(ObjectError::EntityTooLarge { max: max_size });
-                }
-                let mut md5s = Md5::new();
-                for p in &chosen {
-                    let raw =
-                        hex::decode(&p.etag).map_err(|e| ObjectError::Internal(e.to_string()))?;
-                    md5s.update(raw);
-                }
-                let chunks: Vec<_> = chosen
-                    .iter()
-                    .flat_map(|p| p.chunks.iter().cloned())
-                    .collect();
-                let rec = ObjectRecord {
-                    key: key.clone(),
-                    version_id: String::new(),
-                    seq: 0,
-                    delete_marker: false,
-                    created_ms: now,
-                    size,
-                    etag: format!("{}-{}", hex::encode(md5s.finalize()), chosen.len()),
-                    sha256: chunks_sha256(&chunks),
-                    content_type: up.content_type.clone(),
-                    user_meta: up.user_meta.clone(),
-                    tags: up.tags.clone(),
-                    part_sizes: chosen.iter().map(|p| p.size).collect(),
-                    body: Body::Chunks(chunks),
-                    checksums: composite_checksum(
-                        up.checksum_algorithm.as_deref(),
-                        &chosen,
-                        combine,
-                    ),
-                    headers: up.headers.clone(),
-                };
                 // The object takes its own references first, so releasing the parts
                 // frees only the chunks of parts left out.
                 let (rec, mut freed) = svc.install_version(kv, &b, rec, None)?;
-                freed |= remove_upload(kv, &uk, &upload_id, now)?;
+                freed |= remove_upload(kv, &uk, &completion.upload_id, completion.now_ms)?;
                 Ok((rec, freed))
             })
-            .await?;
-        self.wake_gc(freed);
-        Ok(rec)
+            .await;
+        match committed {
+            Ok((rec, freed)) => {
+                self.wake_gc(freed);
+                Ok(rec)
+            }
+            Err(e) => {
+                if let Some(p) = prepared {
+                    self.abort_prepared(&bucket, &attempt, p);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What CompleteMultipartUpload asks for.
+struct Completion {
+    key: String,
+    upload_id: String,
+    parts: Vec<(u32, String)>,
+    now_ms: u64,
+    max_size: u64,
+    combine: Option<CombineChecksums>,
+}
+
+impl Completion {
+    /// The upload's key in the uploads table and the object its listed parts make (no
+    /// version id or `seq` yet), checked against the parts stored in `kv`.
+    fn assemble(&self, kv: &dyn KvRead, bucket: &str) -> Result<(Vec<u8>, ObjectRecord)> {
+        let (uk, up) = load_upload(kv, bucket, &self.key, &self.upload_id)?;
+        let stored: HashMap<u32, PartRecord> = load_parts(kv, &self.upload_id)?
+            .into_iter()
+            .map(|p| (p.part_number, p))
+            .collect();
+        let mut chosen = Vec::with_capacity(self.parts.len());
+        for (i, (n, etag)) in self.parts.iter().enumerate() {
+            let want = etag.trim_matches('"');
+            let p = stored.get(n).filter(|p| p.etag == want).ok_or_else(|| {
+                ObjectError::InvalidPart(format!("part {n} with ETag {etag} was not uploaded"))
+            })?;
+            if i + 1 < self.parts.len() && p.size < MIN_PART_SIZE {
+                return Err(ObjectError::EntityTooSmall {
+                    part: *n,
+                    min: MIN_PART_SIZE,
+                });
+            }
+            chosen.push(p);
+        }
+        let size: u64 = chosen.iter().map(|p| p.size).sum();
+        if size > self.max_size {
+            return Err(ObjectError::EntityTooLarge { max: self.max_size });
+        }
+        let mut md5s = Md5::new();
+        for p in &chosen {
+            let raw = hex::decode(&p.etag).map_err(|e| ObjectError::Internal(e.to_string()))?;
+            md5s.update(raw);
+        }
+        let chunks: Vec<_> = chosen
+            .iter()
+            .flat_map(|p| p.chunks.iter().cloned())
+            .collect();
+        let rec = ObjectRecord {
+            key: self.key.clone(),
+            version_id: String::new(),
+            seq: 0,
+            delete_marker: false,
+            created_ms: self.now_ms,
+            size,
+            etag: format!("{}-{}", hex::encode(md5s.finalize()), chosen.len()),
+            sha256: chunks_sha256(&chunks),
+            content_type: up.content_type.clone(),
+            user_meta: up.user_meta.clone(),
+            tags: up.tags.clone(),
+            part_sizes: chosen.iter().map(|p| p.size).collect(),
+            body: Body::Chunks(chunks),
+            checksums: composite_checksum(up.checksum_algorithm.as_deref(), &chosen, self.combine),
+            headers: up.headers.clone(),
+        };
+        Ok((uk, rec))
     }
 }
 

@@ -21,6 +21,16 @@ use crate::error::{ObjectError, Result};
 /// node's own copy.
 pub const COORDINATOR_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// What this node holds of a key, from the snapshot its read uses.
+pub(crate) struct LocalState {
+    /// How far it has seen the key change (`versions::key_state_seq`).
+    pub seq: u64,
+    /// The fingerprint of its current record, if it has one.
+    pub record: Option<[u8; 32]>,
+    /// The newest copy prepared here and not committed (quorum mode).
+    pub pending: Option<(u64, String)>,
+}
+
 /// What the replicas asked know of a key, compared with this node's copy.
 pub(crate) enum Newest {
     /// Nothing newer elsewhere: serve this node's copy.
@@ -46,7 +56,7 @@ pub(crate) struct ReadPlan {
     /// copy wins over one with the same `seq`.
     coordinator: Option<String>,
     timeout: Duration,
-    quorum: bool,
+    pub(crate) quorum: bool,
     /// Whether this node is one of the key's replicas.
     local_replica: bool,
     /// Replicas in all, for the error when too few answer.
@@ -57,8 +67,8 @@ impl ObjectService {
     /// `None` when this node's copy is authoritative: outside a cluster, or in async
     /// mode on the key's coordinator.
     pub(crate) fn read_plan(&self, bucket: &str, key: &str) -> Option<ReadPlan> {
-        let coordinator = self.cluster.coordinator(bucket, key);
         if self.cluster.quorum_required() {
+            let coordinator = self.cluster.coordinator(bucket, key);
             let plan = self.cluster.quorum_plan(bucket, key)?;
             let coordinator = coordinator.map(|(id, _)| id);
             return Some(ReadPlan {
@@ -72,11 +82,14 @@ impl ObjectService {
                 replicas_needed: plan.needed,
             });
         }
-        let coordinator = coordinator?;
+        // Every peer ahead of this node in the key's coordinator line is asked: the first
+        // one reachable coordinated the latest changes.
+        let line = self.cluster.coordinators(bucket, key);
+        let first = line.first()?.0.clone();
         Some(ReadPlan {
-            coordinator: Some(coordinator.0.clone()),
-            peers: vec![coordinator],
-            needed: 1,
+            coordinator: Some(first),
+            needed: line.len(),
+            peers: line,
             awaited: None,
             timeout: COORDINATOR_CHECK_TIMEOUT,
             quorum: false,
@@ -85,25 +98,24 @@ impl ObjectService {
         })
     }
 
-    /// The newest state of `bucket/key` among this node (which has seen it change up to
-    /// `local_seq`, and holds the current record `local_record` fingerprints) and the
-    /// peers `plan` names.
+    /// The newest state of `bucket/key` among this node (`local`) and the peers `plan`
+    /// names.
     pub(crate) async fn newest_state(
         self: &Arc<Self>,
         plan: ReadPlan,
         bucket: &str,
         key: &str,
-        local_seq: u64,
-        local_record: Option<[u8; 32]>,
+        local: LocalState,
     ) -> Result<Newest> {
+        let local_seq = local.seq;
         let request = LookupRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: None,
             known_seq: Some(local_seq),
-            known_record: local_record,
+            known_record: local.record,
         };
-        let answers = self
+        let mut answers = self
             .cluster
             .ask_peers(
                 &request,
@@ -119,12 +131,17 @@ impl ObjectService {
                 needed: plan.replicas_needed,
             });
         }
+        if plan.quorum
+            && let Some(settled) = self.settle_pending(&request, &answers, &local).await?
+        {
+            answers.push(settled);
+        }
         let newest_seq = answers.iter().map(|(_, r)| r.state_seq).max().unwrap_or(0);
         // Same version, other tags: the coordinator's copy is the later one.
         let retagged = answers.iter().find(|((id, _), r)| {
             r.state_seq == local_seq
                 && r.record.is_some()
-                && plan.coordinator.as_deref() == Some(id.as_str())
+                && plan.coordinator.as_deref() == Some(id)
         });
         if newest_seq == local_seq
             && let Some((_, reply)) = retagged
@@ -144,7 +161,12 @@ impl ObjectService {
             }
             return Ok(Newest::Here);
         }
-        let Some(((source, _), reply)) = answers.iter().find(|(_, r)| r.state_seq == newest_seq)
+        // Of the copies at the newest seq, the coordinator's has the latest tags.
+        let is_coordinator = |id: &str| plan.coordinator.as_deref() == Some(id);
+        let Some(((source, _), reply)) = answers
+            .iter()
+            .filter(|(_, r)| r.state_seq == newest_seq)
+            .max_by_key(|((id, _), _)| is_coordinator(id))
         else {
             return Ok(Newest::Here);
         };
@@ -169,6 +191,49 @@ impl ObjectService {
             record: Box::new(record),
             inline: reply.inline.clone(),
         })
+    }
+
+    /// A write newer than anything committed among the answers is prepared somewhere: ask
+    /// the node coordinating it, which committed it if the write was acknowledged (its
+    /// commit may not have reached the replicas asked yet). Its answer, if it has one.
+    async fn settle_pending(
+        &self,
+        request: &LookupRequest,
+        answers: &[((String, String), LookupReply)],
+        local: &LocalState,
+    ) -> Result<Option<((String, String), LookupReply)>> {
+        let committed = answers
+            .iter()
+            .map(|(_, r)| r.state_seq)
+            .max()
+            .unwrap_or(0)
+            .max(local.seq);
+        let pending = answers
+            .iter()
+            .filter_map(|(_, r)| r.pending.clone())
+            .chain(local.pending.clone())
+            .filter(|(seq, _)| *seq > committed)
+            .max_by_key(|(seq, _)| *seq);
+        let Some((_, source)) = pending else {
+            return Ok(None);
+        };
+        // This node, or one already asked, answered with what it committed.
+        if source == self.cluster.node().id || answers.iter().any(|((id, _), _)| *id == source) {
+            return Ok(None);
+        }
+        let Some(address) = self
+            .cluster
+            .membership()
+            .and_then(|m| m.address_of(&source))
+        else {
+            return Ok(None);
+        };
+        let timeout = Duration::from_millis(self.cluster.replication_timeout_ms());
+        let got = self
+            .cluster
+            .ask_peers(request, &[(source, address)], 1, None, timeout)
+            .await?;
+        Ok(got.into_iter().next())
     }
 
     /// This node holds the newest version: send it to the replicas that answered with
@@ -197,6 +262,7 @@ impl ObjectService {
             record: Some(record),
             inline,
             state_seq: local_seq,
+            pending: None,
         };
         let me = self.cluster.node().id.clone();
         self.spawn_read_repair(bucket, me, reply, false, stale);
@@ -215,7 +281,7 @@ impl ObjectService {
         let svc = self.clone();
         let bucket = bucket.to_string();
         let me = self.cluster.node().id.clone();
-        tokio::spawn(async move {
+        self.spawn_best_effort(async move {
             let Some(record) = reply.record else {
                 return;
             };

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use bucketdb_store::chunks::bucket_hash;
 use bucketdb_store::records::{Body, ObjectRecord, StandardHeaders};
 
-use crate::error::Result;
+use crate::error::{ObjectError, Result};
 use crate::ingest::{ByteStream, IngestLimits, StoredBody, ingest};
 use crate::names::{
     CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_standard_headers,
@@ -151,9 +151,17 @@ impl ObjectService {
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let mut rec = rec;
-        // A bucket created by this write is not on the replicas yet: the write
+        let mut creating = new_bucket.is_some() && self.head_bucket(bucket).is_err();
+        if creating && self.cluster.quorum_required() && self.cluster.membership().is_some() {
+            // A quorum write needs its bucket on the replicas first: create it (and
+            // push it to them) before preparing.
+            match self.create_bucket(bucket).await {
+                Ok(_) | Err(ObjectError::BucketAlreadyOwnedByYou(_)) => creating = false,
+                Err(e) => return Err(e),
+            }
+        }
+        // Otherwise a bucket created by this write is not on the replicas yet: the write
         // replicates after its commit, like the bucket.
-        let creating = new_bucket.is_some() && self.head_bucket(bucket).is_err();
         let prepared = if creating {
             None
         } else {

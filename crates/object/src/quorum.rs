@@ -74,6 +74,56 @@ impl ObjectService {
         Ok(Some(prepared))
     }
 
+    /// Quorum mode, for changes that are not new versions with data (deletes, tag
+    /// changes): refuse at once when fewer than a majority of the key's replicas seem
+    /// alive, so the change is not made.
+    pub(crate) fn check_quorum_reachable(&self, bucket: &str, key: &str) -> Result<()> {
+        if !self.cluster.quorum_required() {
+            return Ok(());
+        }
+        let Some(plan) = self.cluster.quorum_plan(bucket, key) else {
+            return Ok(());
+        };
+        let alive = self.cluster.live_count(&plan.peers) + usize::from(plan.local);
+        if alive < plan.needed {
+            return Err(ObjectError::QuorumNotReached {
+                durable: alive,
+                needed: plan.needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Quorum mode, after such a change was committed here: wait until a majority of
+    /// the key's replicas applied it (it travels through the replication queue). Without
+    /// a majority within `replication_timeout` the answer is 503, though the change
+    /// stays made here and reaches the replicas later.
+    pub(crate) async fn await_quorum_replication(&self, bucket: &str, key: &str) -> Result<()> {
+        if !self.cluster.quorum_required() {
+            return Ok(());
+        }
+        let Some(plan) = self.cluster.quorum_plan(bucket, key) else {
+            return Ok(());
+        };
+        let from_peers = plan.needed.saturating_sub(usize::from(plan.local));
+        if from_peers == 0 {
+            return Ok(());
+        }
+        let mark = self.cluster.queue_mark()?;
+        let peers: Vec<String> = plan.peers.into_iter().map(|(id, _)| id).collect();
+        let done = self
+            .cluster
+            .wait_replicated(&peers, mark, from_peers, self.replication_timeout())
+            .await?;
+        if done < from_peers {
+            return Err(ObjectError::QuorumNotReached {
+                durable: done + usize::from(plan.local),
+                needed: plan.needed,
+            });
+        }
+        Ok(())
+    }
+
     /// How long a prepared copy is kept without its commit or abort.
     pub fn prepared_ttl(&self) -> Duration {
         PREPARED_TTL_MIN.max(self.replication_timeout() * PREPARED_TTL_TIMEOUTS)
@@ -123,7 +173,7 @@ impl ObjectService {
         };
         let cluster = self.cluster.clone();
         let timeout = self.replication_timeout();
-        tokio::spawn(async move {
+        self.spawn_best_effort(async move {
             let n = prepared.peers.len();
             if let Err(e) = cluster.send_now(&prepared.peers, payload, n, timeout).await {
                 tracing::debug!(error = %e, "aborting a prepared version failed");

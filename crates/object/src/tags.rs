@@ -22,7 +22,8 @@ impl ObjectService {
     }
 
     /// Replace the tags of the current version (or of `version_id`); returns the
-    /// updated version.
+    /// updated version. In quorum mode the change is acknowledged once a majority of the
+    /// key's replicas applied it.
     pub async fn put_tags(
         self: &Arc<Self>,
         bucket: &str,
@@ -33,10 +34,13 @@ impl ObjectService {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         validate_tags(&tags)?;
+        self.check_quorum_reachable(bucket, key)?;
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let version_id = version_id.map(str::to_string);
         let svc = self.clone();
-        self.cluster
+        let (target, name) = (bucket.clone(), key.clone());
+        let rec = self
+            .cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 load_bucket(kv, &bucket)?;
@@ -67,6 +71,8 @@ impl ObjectService {
                 svc.replicate_version(kv, &bucket, &rec)?;
                 Ok(rec)
             })
-            .await
+            .await?;
+        self.await_quorum_replication(&target, &name).await?;
+        Ok(rec)
     }
 }

@@ -4,7 +4,9 @@
 
 use bucketdb_cluster::replication::ReplOp;
 use bucketdb_store::keys::{object_key, prefix_end, tombstone_key, version_key, versions_prefix};
-use bucketdb_store::records::{BucketRecord, ObjectRecord, Tombstone, Versioning, decode, encode};
+use bucketdb_store::records::{
+    BucketRecord, ObjectRecord, PendingVersion, Tombstone, Versioning, decode, encode,
+};
 use bucketdb_store::{KvRead, KvWrite, StoreError, Table};
 
 use crate::ObjectService;
@@ -136,6 +138,33 @@ pub(crate) fn key_state_seq(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<
         removed = removed.max(decode::<Tombstone>(&v)?.seq);
     }
     Ok(newest.max(removed))
+}
+
+/// Prepared copies of one key read to find its newest (a key rarely has more than one
+/// write in flight).
+const MAX_PENDING_PER_KEY: usize = 64;
+
+/// The newest copy of `bucket/key` prepared here above `above`, as its `seq` and its
+/// coordinator's node id.
+pub(crate) fn newest_pending(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    above: u64,
+) -> Result<Option<(u64, String)>> {
+    let prefix = versions_prefix(bucket, key);
+    let end = prefix_end(&prefix);
+    let mut newest: Option<(u64, String)> = None;
+    for (_, v) in kv.scan(Table::Pending, &prefix, end.as_deref(), MAX_PENDING_PER_KEY)? {
+        let p: PendingVersion = decode(&v)?;
+        if p.record.key == key
+            && p.record.seq > above
+            && newest.as_ref().is_none_or(|(s, _)| p.record.seq > *s)
+        {
+            newest = Some((p.record.seq, p.source));
+        }
+    }
+    Ok(newest)
 }
 
 /// Remove one stored version and everything hanging off it; returns whether GC has work.

@@ -6,6 +6,8 @@ mod config;
 mod multipart;
 mod objects;
 
+pub(crate) use objects::TAGS_SUFFIX;
+
 use std::sync::Arc;
 
 use axum::Router;

@@ -28,7 +28,7 @@ const USER_META_PREFIX: &str = "x-amz-meta-";
 /// Served with every object: see [`object_headers`].
 const OBJECT_CONTENT_SECURITY_POLICY: &str = "sandbox";
 /// Suffix of the REST path that addresses an object's tags.
-const TAGS_SUFFIX: &str = "/tags";
+pub(crate) const TAGS_SUFFIX: &str = "/tags";
 
 pub fn routes() -> MethodRouter<Arc<ApiState>> {
     post(upload)
