@@ -3,7 +3,8 @@
 //! received it. Conditional creates racing through three nodes have exactly one
 //! winner; read-modify-write loops with `If-Match` through three nodes lose no update;
 //! a multipart upload is driven through all three nodes; and with the coordinator
-//! killed, its keys are still written through the others at once.
+//! killed, its keys are still written through the others at once, and uploads started
+//! then are finished through every node after it returns.
 //!
 //! Nothing sleeps to synchronise: every wait polls with a deadline.
 
@@ -11,7 +12,10 @@ mod cluster_common;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
+    VersioningConfiguration,
+};
 use cluster_common::*;
 
 /// Keys raced by three conditional creates each.
@@ -24,6 +28,8 @@ const MAX_TRIES_PER_INCREMENT: usize = 400;
 const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Tag changes made through one node and read back through the next.
 const TAG_ROUNDS: usize = 9;
+/// Multipart uploads started while a node is down, finished after it returns.
+const PINNED_UPLOADS: usize = 6;
 /// Keys written right after their coordinator was killed.
 const KEYS_AFTER_KILL: usize = 24;
 
@@ -240,6 +246,13 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
     if_match_loops_lose_no_update(&s3, &nodes).await;
     multipart_upload_spans_nodes(&s3, &nodes).await;
     tag_changes_are_read_back_through_any_node(&s3).await;
+    s3[0]
+        .create_bucket()
+        .bucket("versioned")
+        .send()
+        .await
+        .expect("versioned bucket");
+    deleting_the_newest_version_by_id_restores_the_previous(&s3, &nodes).await;
 
     let mut forwarded = 0;
     for n in nodes {
@@ -271,5 +284,106 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
             everywhere(&s3[..2], "coord", &key, &want)
         })
         .await;
+    }
+
+    // Uploads started while c is down stay on the node that took them: once c is back
+    // (and coordinates some of their keys again), every step still reaches them,
+    // through any node, the holder itself included.
+    let mut pinned = Vec::new();
+    for k in 0..PINNED_UPLOADS {
+        let key = format!("pinned-{k}");
+        let up = s3[k % 2]
+            .create_multipart_upload()
+            .bucket("coord")
+            .key(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create {key}: {e:?}"));
+        pinned.push((key, up.upload_id().expect("upload id").to_string()));
+    }
+    cc.start(CLUSTER_SECRET, &[]);
+    let all = [&a, &b, &cc];
+    eventually("c back and seen alive", &all, || agreed_ring(&c, &all)).await;
+    for (k, (key, id)) in pinned.iter().enumerate() {
+        let body = vec![k as u8; 100];
+        let mut parts = Vec::new();
+        for (i, s) in s3.iter().enumerate() {
+            let number = i as i32 + 1;
+            let part = s
+                .upload_part()
+                .bucket("coord")
+                .key(key)
+                .upload_id(id)
+                .part_number(number)
+                .body(ByteStream::from(if i + 1 == s3.len() {
+                    body.clone()
+                } else {
+                    vec![k as u8; PART_SIZE]
+                }))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{key} part {number} via node {i}: {e:?}"));
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(part.e_tag().unwrap_or_default())
+                    .build(),
+            );
+        }
+        s3[k % 3]
+            .complete_multipart_upload()
+            .bucket("coord")
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("complete {key}: {e:?}"));
+    }
+}
+
+/// Deleting a versioned key's newest version by id makes the one before it current
+/// again, and every node serves that one at once.
+async fn deleting_the_newest_version_by_id_restores_the_previous(s3: &[Client], nodes: &[&Node]) {
+    s3[0]
+        .put_bucket_versioning()
+        .bucket("versioned")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    let put = |body: &'static [u8]| {
+        s3[0]
+            .put_object()
+            .bucket("versioned")
+            .key("undone")
+            .body(ByteStream::from_static(body))
+            .send()
+    };
+    put(b"older").await.expect("older");
+    let newer = put(b"newer").await.expect("newer");
+    eventually("the newer version everywhere", nodes, || {
+        everywhere(s3, "versioned", "undone", b"newer")
+    })
+    .await;
+    s3[1]
+        .delete_object()
+        .bucket("versioned")
+        .key("undone")
+        .version_id(newer.version_id().expect("version id"))
+        .send()
+        .await
+        .expect("delete the newer version");
+    for (i, s) in s3.iter().enumerate() {
+        let got = get_bytes(s, "versioned", "undone").await.map(|(b, _)| b);
+        assert_eq!(got.as_deref(), Some(&b"older"[..]), "through node {i}");
     }
 }

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use bucketdb_cluster::membership::Membership;
 use bucketdb_cluster::membership::network::{PATH_FORWARD, Transport};
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_NODE, HEADER_SIGNATURE};
+use bucketdb_cluster::replication::UploadHolder;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
@@ -40,6 +41,17 @@ const HEADER_METHOD: &str = "x-bucketdb-forward-method";
 const HEADER_URI: &str = "x-bucketdb-forward-uri";
 /// Idle connections kept open to each coordinator.
 const POOL_PER_PEER: usize = 16;
+
+/// Connection headers a client may have signed (SigV4 lists them in SignedHeaders):
+/// carried through the envelope under other names and restored on replay, so the
+/// coordinator checks the signature over what the client sent.
+const CARRIED: [(HeaderName, &str); 2] = [
+    (header::EXPECT, "x-bucketdb-forward-expect"),
+    (
+        header::TRANSFER_ENCODING,
+        "x-bucketdb-forward-transfer-encoding",
+    ),
+];
 
 /// Headers about one connection, not the request: never passed on.
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -191,6 +203,11 @@ fn envelope(signer: Option<&Membership>, api: Api, req: Request) -> Request {
         .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
     let method = parts.method.as_str().to_string();
     let mut headers = std::mem::take(&mut parts.headers);
+    for (name, carried) in &CARRIED {
+        if let Some(v) = headers.get(name).cloned() {
+            headers.insert(*carried, v);
+        }
+    }
     strip_hop_by_hop(&mut headers);
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -240,6 +257,11 @@ fn unwrap_envelope(envelope: Request) -> Result<(Api, Request), String> {
         HEADER_SIGNATURE,
     ] {
         parts.headers.remove(name);
+    }
+    for (name, carried) in &CARRIED {
+        if let Some(v) = parts.headers.remove(*carried) {
+            parts.headers.insert(name.clone(), v);
+        }
     }
     parts.method = method;
     parts.uri = uri;
@@ -321,9 +343,11 @@ pub(crate) async fn coordinate(
         return next.run(req).await;
     };
     // A step of a multipart upload goes to the node holding the upload's parts.
-    if let Some(id) = upload_id_of(req.uri())
-        && let Some((peer, address)) = cluster.upload_holder(&id)
-    {
+    let holder = upload_id_of(req.uri()).map(|id| (cluster.upload_holder(&id), id));
+    if let Some((UploadHolder::Here, _)) = holder {
+        return next.run(req).await;
+    }
+    if let Some((UploadHolder::Peer(peer, address), id)) = holder {
         return match hand_to(membership, state, api, &address, req).await {
             Handoff::Answered(resp) => {
                 state.metrics.record_forwarded();
@@ -498,13 +522,15 @@ mod tests {
         let env = envelope(None, Api::S3, req);
         assert_eq!(env.uri().path(), PATH_FORWARD);
         assert_eq!(env.method(), Method::POST);
+        assert!(env.headers().get(header::TRANSFER_ENCODING).is_none());
         let (api, back) = unwrap_envelope(env).unwrap();
         assert_eq!(api, Api::S3);
         assert_eq!(back.method(), Method::PUT);
         assert_eq!(back.uri(), "/bucket/a%2Fb?tagging");
         assert_eq!(back.headers()[header::HOST], "node-a:8080");
         assert!(back.headers().get(header::AUTHORIZATION).is_some());
-        assert!(back.headers().get(header::TRANSFER_ENCODING).is_none());
+        // Signed connection headers come back as the client sent them.
+        assert_eq!(back.headers()[header::TRANSFER_ENCODING], "chunked");
         assert!(back.headers().get(HEADER_URI).is_none());
         assert!(back.extensions().get::<Forwarded>().is_some());
     }

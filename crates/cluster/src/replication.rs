@@ -52,6 +52,16 @@ const UPLOAD_ID_TAG_END: char = '-';
 /// Hex digits of a node's tag in upload ids.
 const NODE_TAG_HEX: usize = 8;
 
+/// Where a multipart upload's parts are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadHolder {
+    Here,
+    /// A current member: (node id, address).
+    Peer(String, String),
+    /// The id names no current member (or has no tag): found by the key instead.
+    Unknown,
+}
+
 /// A short, stable tag for node `id` (hex of its SHA-256).
 fn node_tag(id: &str) -> String {
     let mut tag = hex::encode(sha256_of(id.as_bytes()));
@@ -322,20 +332,25 @@ impl Cluster {
         format!("{}{UPLOAD_ID_TAG_END}{random_hex}", node_tag(&self.node.id))
     }
 
-    /// The peer holding the multipart upload `upload_id`, as `(node id, address)`;
-    /// `None` when it is this node, or the id names no current member (then the key's
-    /// coordinator is asked as for any change).
-    pub fn upload_holder(&self, upload_id: &str) -> Option<(String, String)> {
-        let m = self.membership.get()?;
-        let (tag, _) = upload_id.split_once(UPLOAD_ID_TAG_END)?;
+    /// Which node holds the multipart upload `upload_id` (by the tag its id starts
+    /// with).
+    pub fn upload_holder(&self, upload_id: &str) -> UploadHolder {
+        let Some(m) = self.membership.get() else {
+            return UploadHolder::Unknown;
+        };
+        let Some((tag, _)) = upload_id.split_once(UPLOAD_ID_TAG_END) else {
+            return UploadHolder::Unknown;
+        };
         if tag == node_tag(&self.node.id) {
-            return None;
+            return UploadHolder::Here;
         }
         let ring = m.ring();
         ring.members
             .values()
             .find(|x| x.state != MemberState::Removed && node_tag(&x.id) == tag)
-            .map(|x| (x.id.clone(), x.address.clone()))
+            .map_or(UploadHolder::Unknown, |x| {
+                UploadHolder::Peer(x.id.clone(), x.address.clone())
+            })
     }
 
     /// The replicas a quorum write of `bucket/key` needs; `None` outside a cluster.
@@ -665,29 +680,27 @@ impl Cluster {
             .unwrap_or(0))
     }
 
-    /// How many of `peers` have no queued change numbered below `mark` left: they
-    /// applied everything queued for them before the mark.
-    fn caught_up(&self, peers: &[String], mark: u64) -> Result<usize, ClusterError> {
+    /// How many of `peers` have none of the changes numbered `from..to` left queued:
+    /// they applied those changes.
+    fn caught_up(&self, peers: &[String], from: u64, to: u64) -> Result<usize, ClusterError> {
         let kv = self.meta.read()?;
         let mut done = 0;
         for peer in peers {
-            let prefix = repl_queue_prefix(peer);
-            let end = prefix_end(&prefix);
-            let first = kv.scan(Table::ReplQueue, &prefix, end.as_deref(), 1)?;
-            let oldest = first.first().and_then(|(k, _)| number_of_repl_queue_key(k));
-            if oldest.is_none_or(|n| n >= mark) {
+            let (start, end) = (repl_queue_key(peer, from), repl_queue_key(peer, to));
+            if kv.scan(Table::ReplQueue, &start, Some(&end), 1)?.is_empty() {
                 done += 1;
             }
         }
         Ok(done)
     }
 
-    /// Wait until `enough` of `peers` applied every change queued for them before
-    /// `mark` (see [`Cluster::queue_mark`]), or `timeout` passed; how many did.
+    /// Wait until `enough` of `peers` applied the changes queued with numbers
+    /// `from..to` (marks taken before and after making them, see
+    /// [`Cluster::queue_mark`]), or `timeout` passed; how many did.
     pub async fn wait_replicated(
         &self,
         peers: &[String],
-        mark: u64,
+        (from, to): (u64, u64),
         enough: usize,
         timeout: Duration,
     ) -> Result<usize, ClusterError> {
@@ -697,7 +710,7 @@ impl Cluster {
         self.repl_kick.notify_waiters();
         loop {
             dequeued.borrow_and_update();
-            let done = self.caught_up(peers, mark)?;
+            let done = self.caught_up(peers, from, to)?;
             if done >= enough {
                 return Ok(done);
             }

@@ -25,11 +25,12 @@ impl ObjectService {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         self.check_quorum_reachable(bucket, key)?;
+        let since = self.cluster.queue_mark()?;
         let outcome = self
             .delete_object_if(bucket, key, version_id, |_| Ok(true))
             .await?;
         if outcome.is_some() {
-            self.await_quorum_replication(bucket, key).await?;
+            self.await_quorum_replication(bucket, key, since).await?;
         }
         Ok(outcome.unwrap_or(DeleteOutcome {
             version_id: None,

@@ -330,9 +330,9 @@ impl ObjectService {
                 return Ok(encode_message(&state_only)?);
             }
         }
+        // The current version is sent even when a newer one was removed since (deleted
+        // by version id): it is current again.
         let reply = match found {
-            // A current version older than the key's state was removed since: not sent.
-            Ok((record, _)) if request.version_id.is_none() && record.seq < state_seq => state_only,
             Ok((record, inline)) => LookupReply {
                 record: Some(encode(&record)?),
                 inline,

@@ -95,10 +95,16 @@ impl ObjectService {
     }
 
     /// Quorum mode, after such a change was committed here: wait until a majority of
-    /// the key's replicas applied it (it travels through the replication queue). Without
-    /// a majority within `replication_timeout` the answer is 503, though the change
-    /// stays made here and reaches the replicas later.
-    pub(crate) async fn await_quorum_replication(&self, bucket: &str, key: &str) -> Result<()> {
+    /// the key's replicas applied it (it travels through the replication queue, where it
+    /// was queued after `since`, a [`bucketdb_cluster::Cluster::queue_mark`] taken
+    /// before the change). Without a majority within `replication_timeout` the answer is
+    /// 503, though the change stays made here and reaches the replicas later.
+    pub(crate) async fn await_quorum_replication(
+        &self,
+        bucket: &str,
+        key: &str,
+        since: u64,
+    ) -> Result<()> {
         if !self.cluster.quorum_required() {
             return Ok(());
         }
@@ -109,11 +115,16 @@ impl ObjectService {
         if from_peers == 0 {
             return Ok(());
         }
-        let mark = self.cluster.queue_mark()?;
+        let until = self.cluster.queue_mark()?;
         let peers: Vec<String> = plan.peers.into_iter().map(|(id, _)| id).collect();
         let done = self
             .cluster
-            .wait_replicated(&peers, mark, from_peers, self.replication_timeout())
+            .wait_replicated(
+                &peers,
+                (since, until),
+                from_peers,
+                self.replication_timeout(),
+            )
             .await?;
         if done < from_peers {
             return Err(ObjectError::QuorumNotReached {

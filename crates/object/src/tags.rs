@@ -12,13 +12,13 @@ use crate::names::{validate_bucket_name, validate_key, validate_tags};
 use crate::versions::{find_version, load_bucket};
 
 impl ObjectService {
-    pub fn get_tags(
-        &self,
+    pub async fn get_tags(
+        self: &Arc<Self>,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Vec<(String, String)>> {
-        Ok(self.head_object(bucket, key, version_id)?.tags)
+        Ok(self.stat_object(bucket, key, version_id).await?.tags)
     }
 
     /// Replace the tags of the current version (or of `version_id`); returns the
@@ -35,6 +35,7 @@ impl ObjectService {
         validate_key(key)?;
         validate_tags(&tags)?;
         self.check_quorum_reachable(bucket, key)?;
+        let since = self.cluster.queue_mark()?;
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let version_id = version_id.map(str::to_string);
         let svc = self.clone();
@@ -72,7 +73,7 @@ impl ObjectService {
                 Ok(rec)
             })
             .await?;
-        self.await_quorum_replication(&target, &name).await?;
+        self.await_quorum_replication(&target, &name, since).await?;
         Ok(rec)
     }
 }

@@ -1206,15 +1206,15 @@ async fn tags_round_trip() {
     let env = Env::new();
     env.create_bucket("bkt").await;
     let rec = env.put("bkt", "k", &pattern(CHUNK + 1, 50)).await;
-    assert!(env.svc.get_tags("bkt", "k", None).unwrap().is_empty());
+    assert!(env.svc.get_tags("bkt", "k", None).await.unwrap().is_empty());
     let vid = env.svc.put_tags("bkt", "k", None, tags(10)).await.unwrap();
     assert_eq!(vid.version_id, rec.version_id);
-    assert_eq!(env.svc.get_tags("bkt", "k", None).unwrap(), tags(10));
+    assert_eq!(env.svc.get_tags("bkt", "k", None).await.unwrap(), tags(10));
     // The listing sees the current record with its tags.
     let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
     assert_eq!(page.objects[0].tags, tags(10));
     env.svc.put_tags("bkt", "k", None, tags(2)).await.unwrap();
-    assert_eq!(env.svc.get_tags("bkt", "k", None).unwrap(), tags(2));
+    assert_eq!(env.svc.get_tags("bkt", "k", None).await.unwrap(), tags(2));
     // Tagging does not touch the content.
     assert_eq!(env.get("bkt", "k", None).await, pattern(CHUNK + 1, 50));
     assert_err!(
@@ -1233,7 +1233,7 @@ async fn more_than_ten_tags_are_refused() {
         env.svc.put_tags("bkt", "k", None, tags(11)).await,
         ObjectError::InvalidTag(_)
     );
-    assert_eq!(env.svc.get_tags("bkt", "k", None).unwrap(), tags(3));
+    assert_eq!(env.svc.get_tags("bkt", "k", None).await.unwrap(), tags(3));
     let opts = PutOptions {
         tags: tags(11),
         ..PutOptions::default()
@@ -1274,7 +1274,10 @@ async fn tagging_an_old_version_leaves_the_current_one_alone() {
         .unwrap();
     assert_eq!(vid.version_id, v1.version_id);
     assert_eq!(
-        env.svc.get_tags("bkt", "k", Some(&v1.version_id)).unwrap(),
+        env.svc
+            .get_tags("bkt", "k", Some(&v1.version_id))
+            .await
+            .unwrap(),
         old_tags
     );
     let current = env.svc.head_object("bkt", "k", None).unwrap();
@@ -2186,7 +2189,10 @@ async fn reopening_keeps_every_object_byte_identical() {
         assert_eq!(head.etag, rec.etag, "{k}");
         assert!(&env.get("bkt", k, None).await == d, "{k}: bytes differ");
     }
-    assert_eq!(env.svc.get_tags("bkt", "inline", None).unwrap(), tags(2));
+    assert_eq!(
+        env.svc.get_tags("bkt", "inline", None).await.unwrap(),
+        tags(2)
+    );
     let versions = env.svc.list_object_versions("ver", "k").unwrap().versions;
     assert_eq!(versions, vec![new.clone(), old.clone()]);
     assert_eq!(

@@ -242,7 +242,10 @@ async fn get_or_list(
         return list(&state, &t.bucket, &q);
     };
     if q.has("tags") {
-        let tags = state.service.get_tags(&t.bucket, key, q.version_id())?;
+        let tags = state
+            .service
+            .get_tags(&t.bucket, key, q.version_id())
+            .await?;
         let map: Map<String, Value> = tags
             .into_iter()
             .map(|(k, v)| (k, Value::String(v)))

@@ -353,6 +353,17 @@ fn changes_key(req: &axum::extract::Request) -> bool {
     }
 }
 
+/// Whether a request is signed (header or presigned URL). Others are not forwarded:
+/// s3s answers them here, so an anonymous client cannot make nodes relay its bodies.
+fn carries_credentials(req: &axum::extract::Request) -> bool {
+    req.headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
+        || req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|p| p.split('=').next() == Some("X-Amz-Signature"))
+        })
+}
+
 /// Hand key changes to the key's coordinator (see [`crate::forward`]).
 async fn coordinate(
     axum::extract::State(c): axum::extract::State<Coordinating>,
@@ -360,6 +371,7 @@ async fn coordinate(
     next: axum::middleware::Next,
 ) -> Response {
     if changes_key(&req)
+        && carries_credentials(&req)
         && let Some(S3Path::Object { bucket, key }) = request_path(c.host.as_deref(), &req)
     {
         return crate::forward::coordinate(
