@@ -114,6 +114,8 @@ pub struct ObjectService {
     /// Best-effort work started by requests; aborted at shutdown, since it holds the
     /// stores open.
     background: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Read repairs running, as (bucket, key, seq): one at a time per version.
+    repairs_running: std::sync::Mutex<std::collections::HashSet<(String, String, u64)>>,
     cluster: Arc<Cluster>,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
@@ -132,6 +134,7 @@ impl ObjectService {
     ) -> Self {
         ObjectService {
             background: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+            repairs_running: std::sync::Mutex::new(std::collections::HashSet::new()),
             cluster,
             config,
             clock,

@@ -180,7 +180,7 @@ impl ObjectService {
         if plan.quorum {
             let stale = stale_peers(&answers, newest_seq);
             self.spawn_read_repair(
-                bucket,
+                (bucket, key, newest_seq),
                 source.clone(),
                 reply.clone(),
                 plan.local_replica,
@@ -228,10 +228,15 @@ impl ObjectService {
         else {
             return Ok(None);
         };
+        let peer = [(source, address)];
+        // A coordinator seen down cannot answer: not waited for.
+        if self.cluster.live_count(&peer) == 0 {
+            return Ok(None);
+        }
         let timeout = Duration::from_millis(self.cluster.replication_timeout_ms());
         let got = self
             .cluster
-            .ask_peers(request, &[(source, address)], 1, None, timeout)
+            .ask_peers(request, &peer, 1, None, timeout)
             .await?;
         Ok(got.into_iter().next())
     }
@@ -265,23 +270,28 @@ impl ObjectService {
             pending: None,
         };
         let me = self.cluster.node().id.clone();
-        self.spawn_read_repair(bucket, me, reply, false, stale);
+        self.spawn_read_repair((bucket, key, local_seq), me, reply, false, stale);
     }
 
     /// In the background: install the version `source` sent (when this node is a stale
     /// replica), then send it to the `stale` replicas from here.
     fn spawn_read_repair(
         self: &Arc<Self>,
-        bucket: &str,
+        (bucket, key, seq): (&str, &str, u64),
         source: String,
         reply: LookupReply,
         repair_here: bool,
         stale: Vec<(String, String)>,
     ) {
+        // Reads of a hot key find the same stale copies: one repair per version at once.
+        let Some(claim) = self.claim_repair(bucket, key, seq) else {
+            return;
+        };
         let svc = self.clone();
         let bucket = bucket.to_string();
         let me = self.cluster.node().id.clone();
         self.spawn_best_effort(async move {
+            let _claim = claim;
             let Some(record) = reply.record else {
                 return;
             };
@@ -319,6 +329,37 @@ impl ObjectService {
                 Err(e) => tracing::debug!(error = %e, "read repair of peers failed"),
             }
         });
+    }
+}
+
+impl ObjectService {
+    fn claim_repair(self: &Arc<Self>, bucket: &str, key: &str, seq: u64) -> Option<RepairClaim> {
+        let id = (bucket.to_string(), key.to_string(), seq);
+        let mut running = self
+            .repairs_running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        running.insert(id.clone()).then(|| RepairClaim {
+            svc: self.clone(),
+            id,
+        })
+    }
+}
+
+/// A read repair of one version marked running; the mark goes when it is dropped (the
+/// repair ended, was aborted, or never started).
+struct RepairClaim {
+    svc: Arc<ObjectService>,
+    id: (String, String, u64),
+}
+
+impl Drop for RepairClaim {
+    fn drop(&mut self) {
+        self.svc
+            .repairs_running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
