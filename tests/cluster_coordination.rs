@@ -165,6 +165,47 @@ async fn tag_changes_are_read_back_through_any_node(s3: &[Client]) {
     }
 }
 
+/// Upload part `number` of upload `id` of `key` (bucket `coord`) through `s3`; the
+/// part as a completion lists it.
+async fn upload_part(
+    s3: &Client,
+    key: &str,
+    id: &str,
+    number: i32,
+    body: Vec<u8>,
+) -> CompletedPart {
+    let part = s3
+        .upload_part()
+        .bucket("coord")
+        .key(key)
+        .upload_id(id)
+        .part_number(number)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{key} part {number}: {e:?}"));
+    CompletedPart::builder()
+        .part_number(number)
+        .e_tag(part.e_tag().unwrap_or_default())
+        .build()
+}
+
+/// Complete upload `id` of `key` (bucket `coord`) through `s3` with `parts`.
+async fn complete(s3: &Client, key: &str, id: &str, parts: Vec<CompletedPart>) {
+    s3.complete_multipart_upload()
+        .bucket("coord")
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("complete {key}: {e:?}"));
+}
+
 async fn multipart_upload_spans_nodes(s3: &[Client], nodes: &[&Node]) {
     let first: Vec<u8> = (0..PART_SIZE).map(|i| (i % 251) as u8).collect();
     let last = b"the last part".to_vec();
@@ -178,23 +219,7 @@ async fn multipart_upload_spans_nodes(s3: &[Client], nodes: &[&Node]) {
     let id = up.upload_id().expect("upload id").to_string();
     let mut done = Vec::new();
     for (n, (s, body)) in [(&s3[1], &first), (&s3[2], &last)].into_iter().enumerate() {
-        let number = n as i32 + 1;
-        let part = s
-            .upload_part()
-            .bucket("coord")
-            .key("big/assembled")
-            .upload_id(&id)
-            .part_number(number)
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("part {number}: {e:?}"));
-        done.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .e_tag(part.e_tag().unwrap_or_default())
-                .build(),
-        );
+        done.push(upload_part(s, "big/assembled", &id, n as i32 + 1, body.clone()).await);
     }
     let listed = s3[2]
         .list_parts()
@@ -205,19 +230,7 @@ async fn multipart_upload_spans_nodes(s3: &[Client], nodes: &[&Node]) {
         .await
         .expect("list parts");
     assert_eq!(listed.parts().len(), 2);
-    s3[1]
-        .complete_multipart_upload()
-        .bucket("coord")
-        .key("big/assembled")
-        .upload_id(&id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(done))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("complete");
+    complete(&s3[1], "big/assembled", &id, done).await;
     let whole = [first, last].concat();
     eventually("the assembled object everywhere", nodes, || {
         everywhere(s3, "coord", "big/assembled", &whole)
@@ -307,42 +320,16 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
     for (k, (key, id)) in pinned.iter().enumerate() {
         let body = vec![k as u8; 100];
         let mut parts = Vec::new();
+        // Part n goes through node n - 1.
         for (i, s) in s3.iter().enumerate() {
-            let number = i as i32 + 1;
-            let part = s
-                .upload_part()
-                .bucket("coord")
-                .key(key)
-                .upload_id(id)
-                .part_number(number)
-                .body(ByteStream::from(if i + 1 == s3.len() {
-                    body.clone()
-                } else {
-                    vec![k as u8; PART_SIZE]
-                }))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{key} part {number} via node {i}: {e:?}"));
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .e_tag(part.e_tag().unwrap_or_default())
-                    .build(),
-            );
+            let body = if i + 1 == s3.len() {
+                body.clone()
+            } else {
+                vec![k as u8; PART_SIZE]
+            };
+            parts.push(upload_part(s, key, id, i as i32 + 1, body).await);
         }
-        s3[k % 3]
-            .complete_multipart_upload()
-            .bucket("coord")
-            .key(key)
-            .upload_id(id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("complete {key}: {e:?}"));
+        complete(&s3[k % 3], key, id, parts).await;
     }
 }
 
