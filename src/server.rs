@@ -7,7 +7,7 @@ use bucketdb_api::{ApiState, Credentials};
 use bucketdb_cluster::membership::network::Transport;
 use bucketdb_cluster::membership::sign::ClusterSecret;
 use bucketdb_cluster::membership::{LivenessConfig, Membership};
-use bucketdb_store::OsRandom;
+use bucketdb_store::{Clock, OsRandom, Random, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,9 +52,39 @@ pub async fn start(config: Config) -> Result<RunningServer, Error> {
 /// [`start`], with node-to-node calls going through `transport` (HTTP in the server; a
 /// simulated network in tests).
 pub async fn start_with_transport(
-    mut config: Config,
+    config: Config,
     transport: Arc<dyn Transport>,
 ) -> Result<RunningServer, Error> {
+    let env = NodeEnv {
+        transport,
+        clock: Arc::new(SystemClock),
+        random: Arc::new(OsRandom),
+        also_serve: None,
+    };
+    start_with_env(config, env).await
+}
+
+/// What a node takes from its surroundings: the network to its peers, the wall clock
+/// and randomness. The server uses the real ones; a simulation passes its own.
+pub struct NodeEnv {
+    pub transport: Arc<dyn Transport>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    /// Called with the node's HTTP application (REST, console and the node-to-node
+    /// routes) as soon as it can answer, before the node joins its cluster: a simulated
+    /// network serves its in-memory connections with it. Shutdown does not wait for
+    /// those connections; whoever opened them closes them.
+    pub also_serve: Option<Box<dyn FnOnce(axum::Router) + Send>>,
+}
+
+/// [`start`] in the given environment.
+pub async fn start_with_env(mut config: Config, env: NodeEnv) -> Result<RunningServer, Error> {
+    let NodeEnv {
+        transport,
+        clock,
+        random,
+        also_serve,
+    } = env;
     let listener = TcpListener::bind(config.http_addr).await?;
     let http_addr = listener.local_addr()?;
     let s3_listener = TcpListener::bind(config.s3_addr).await?;
@@ -63,9 +93,9 @@ pub async fn start_with_transport(
     // address it really listens on: port 0 resolved.
     config.http_addr = http_addr;
     config.s3_addr = s3_addr;
-    let db = BucketDb::open(&config)?;
+    let db = BucketDb::open_with(&config, clock, random.clone())?;
     db.service().init_usage().await?;
-    let (credentials, generated) = resolve_credentials(&config, &OsRandom)?;
+    let (credentials, generated) = resolve_credentials(&config, random.as_ref())?;
     let state = ApiState::new(db.service().clone(), credentials.clone());
     let s3_settings = bucketdb_api::s3::S3Settings {
         domain: config.s3_domain.clone(),
@@ -85,6 +115,9 @@ pub async fn start_with_transport(
         s3: s3_app.clone(),
         rest: rest_app.clone(),
     }));
+    if let Some(serve) = also_serve {
+        serve(rest_app.clone());
+    }
     let serve = tokio::spawn(bucketdb_api::serve_app(
         listener,
         rest_app,

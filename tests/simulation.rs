@@ -1,35 +1,51 @@
-//! A seeded simulation of a 3-node cluster in one process. Node-to-node traffic goes
-//! through a simulated network (the cluster's `Transport` seam) that can cut a node off
-//! from the others; a random workload of uploads and deletes runs through random nodes
-//! while nodes are partitioned, healed, stopped and restarted. Afterwards every node
-//! must hold exactly what the acknowledged operations imply: the last acknowledged
-//! write of each key, and nothing for keys whose last acknowledged operation was a
-//! delete (deleted objects never come back; writes refused with 503 never appear).
+//! A deterministic simulation of a 3-node cluster. A random workload of uploads and
+//! deletes runs through random nodes while nodes are partitioned, healed, stopped and
+//! restarted. Afterwards every node must hold exactly what the acknowledged operations
+//! imply: the last acknowledged write of each key, and nothing for keys whose last
+//! acknowledged operation was a delete (deleted objects never come back; writes refused
+//! with 503 never appear).
 //!
-//! The workload, bodies and fault schedule all derive from one seed, printed with every
-//! failure; `BUCKETDB_SIM_SEED=<seed>` replays that schedule (thread scheduling and
-//! timing are the machine's, so a replay is faithful in what is done, not in exact
-//! interleaving). `BUCKETDB_SIM_SEEDS=<n>` runs more seeds.
+//! Everything a run depends on derives from its seed:
+//! - the workload, the object bodies and the fault schedule;
+//! - every node's randomness (node ids, version and upload ids, temp file names);
+//! - the network: node-to-node calls, forwarded requests and the test's own requests
+//!   travel over in-memory pipes, each delayed by a seeded latency;
+//! - time and interleaving: all nodes run as tasks of one current-thread tokio runtime
+//!   whose clock is paused (it jumps to the next timer only when every task waits), the
+//!   nodes' wall clocks read that simulated time, and disk work runs inline on the one
+//!   thread (see `bucketdb_store::blocking`), so the scheduler decides every order.
+//!
+//! A failure prints its seed; `BUCKETDB_SIM_SEED=<seed>` replays it, and a test checks
+//! that two runs of one seed are the same run (the same outcomes at the same simulated
+//! times, the same messages in the same order). `BUCKETDB_SIM_SEEDS=<n>` runs more
+//! seeds.
 
-mod cluster_common;
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bucketdb::server::{RunningServer, start_with_transport};
-use bucketdb_api::transport::HttpTransport;
+use base64::Engine;
+use bucketdb::server::{NodeEnv, RunningServer, start_with_env};
 use bucketdb_cluster::membership::network::{
-    PATH_REPLICATE, Transport, TransportError, TransportResponse,
+    MAX_INTERNAL_BODY_BYTES, PATH_REPLICATE, PeerConnection, Transport, TransportError,
+    TransportResponse,
 };
+use bucketdb_store::{Clock, SeededRandom};
+use bytes::Bytes;
 use common::{ACCESS_KEY, SECRET_KEY, test_config};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use tokio::io::DuplexStream;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 const NODES: usize = 3;
 const KEYS: usize = 6;
@@ -38,31 +54,111 @@ const OPS_PER_SEED: usize = 60;
 const DEFAULT_SEEDS: u64 = 3;
 const CLUSTER_SECRET: &str = "simulation-cluster-secret-0123456";
 const BUCKET: &str = "sim";
-/// Longest wait for the cluster to form, or to converge after the workload.
-const SETTLE: Duration = Duration::from_secs(60);
+/// Longest (simulated) wait for the cluster to form, or to converge after the workload.
+const SETTLE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
+/// The test's requests give up after this long (simulated).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Range of the one-way delay of every call and connection, microseconds.
+const LATENCY_US: std::ops::RangeInclusive<u64> = 200..=5_000;
+/// Bytes buffered in each direction of an in-memory connection.
+const PIPE_BYTES: usize = 64 * 1024;
+/// Largest response the test reads (bodies in the workload are far smaller).
+const MAX_CLIENT_RESPONSE_BYTES: usize = 16 << 20;
+/// The simulated wall clock starts at 2026-01-01T00:00:00Z (Unix ms).
+const EPOCH_MS: u64 = 1_767_225_600_000;
+/// The test's requests come from here; it is never partitioned.
+const CLIENT: &str = "client";
 
-/// The simulated network: where each node's (stable, simulated) address currently
-/// listens, and which nodes are cut off from the rest.
+/// Wall-clock time of the simulated world: the epoch plus the runtime's (paused) time.
+struct SimClock {
+    start: Instant,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        EPOCH_MS + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// An open in-memory connection: who opened it to whom, and the task serving its far
+/// end (aborting it breaks the connection, as a crash or partition would).
+struct Conn {
+    from: String,
+    to: String,
+    served_by: JoinHandle<()>,
+}
+
+/// Everything the network did, in order, with the simulated time: two runs of one seed
+/// must agree on all of it.
 #[derive(Default)]
+struct Trace {
+    events: Vec<String>,
+}
+
+/// The simulated network between the nodes and the test.
 struct Net {
-    routes: Mutex<HashMap<String, SocketAddr>>,
-    isolated: Mutex<HashSet<String>>,
-    /// Streaming connections opened between nodes (from, to, a handle on the socket):
-    /// cutting a node off shuts its connections down, as a real partition breaks them.
-    dialed: Mutex<Vec<(String, String, std::net::TcpStream)>>,
+    /// Each running node's HTTP application, by its (stable) simulated address.
+    apps: Mutex<BTreeMap<String, axum::Router>>,
+    isolated: Mutex<BTreeSet<String>>,
+    conns: Mutex<Vec<Conn>>,
     /// Calls lost on their way: (to node, internal path).
-    dropped: Mutex<HashSet<(String, &'static str)>>,
-    http: HttpTransport,
+    dropped: Mutex<BTreeSet<(String, &'static str)>>,
+    latency: Mutex<StdRng>,
+    trace: Mutex<Trace>,
+    started: Instant,
 }
 
 impl Net {
-    fn route(&self, sim: &str, real: Option<SocketAddr>) {
-        let mut routes = self.routes.lock().expect("routes");
-        match real {
-            Some(r) => routes.insert(sim.to_string(), r),
-            None => routes.remove(sim),
+    fn new(seed: u64) -> Net {
+        Net {
+            apps: Mutex::default(),
+            isolated: Mutex::default(),
+            conns: Mutex::default(),
+            dropped: Mutex::default(),
+            latency: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00)),
+            trace: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
+
+    fn record(&self, event: String) {
+        let at = self.started.elapsed().as_micros();
+        let mut t = self.trace.lock().expect("trace");
+        t.events.push(format!("@{at} us {event}"));
+    }
+
+    fn take_trace(&self) -> Vec<String> {
+        std::mem::take(&mut self.trace.lock().expect("trace").events)
+    }
+
+    fn plug(&self, node: &str, app: axum::Router) {
+        self.apps
+            .lock()
+            .expect("apps")
+            .insert(node.to_string(), app);
+    }
+
+    /// Take `node` off the network: it stops answering, and every connection from or to
+    /// it breaks.
+    async fn unplug(&self, node: &str) {
+        self.apps.lock().expect("apps").remove(node);
+        self.cut(|c| c.from == node || c.to == node).await;
+    }
+
+    /// Break the connections `crosses` picks, and wait until they are gone (their
+    /// tasks hold the far node's application).
+    async fn cut(&self, crosses: impl Fn(&Conn) -> bool) {
+        let cut: Vec<Conn> = {
+            let mut conns = self.conns.lock().expect("conns");
+            let (cut, kept) = std::mem::take(&mut *conns).into_iter().partition(crosses);
+            *conns = kept;
+            cut
         };
+        for c in cut {
+            c.served_by.abort();
+            let _ = c.served_by.await;
+        }
     }
 
     /// Lose (or, with `lose` false, deliver again) every call to `path` on node `to`.
@@ -75,22 +171,94 @@ impl Net {
         }
     }
 
-    fn isolate(&self, sim: &str, cut: bool) {
-        let mut isolated = self.isolated.lock().expect("isolated");
+    /// Cut `node` off from the other nodes (the test still reaches it), or heal it.
+    async fn isolate(&self, node: &str, cut: bool) {
+        {
+            let mut isolated = self.isolated.lock().expect("isolated");
+            if cut {
+                isolated.insert(node.to_string());
+            } else {
+                isolated.remove(node);
+            }
+        }
         if cut {
-            isolated.insert(sim.to_string());
-            let mut dialed = self.dialed.lock().expect("dialed");
-            dialed.retain(|(from, to, socket)| {
-                let crosses = from == sim || to == sim;
-                if crosses {
-                    let _ = socket.shutdown(std::net::Shutdown::Both);
-                }
-                !crosses
-            });
-        } else {
-            isolated.remove(sim);
+            self.cut(|c| c.from != CLIENT && (c.from == node || c.to == node))
+                .await;
         }
     }
+
+    /// Open a connection from `from` to `to` after a seeded delay, unless the network
+    /// has cut `to` off from `from` or `to` is not running.
+    async fn connect(&self, from: &str, to: &str) -> Result<DuplexStream, &'static str> {
+        let delay = self
+            .latency
+            .lock()
+            .expect("latency")
+            .random_range(LATENCY_US);
+        tokio::time::sleep(Duration::from_micros(delay)).await;
+        let verdict = {
+            let isolated = self.isolated.lock().expect("isolated");
+            if from != CLIENT && isolated.contains(from) != isolated.contains(to) {
+                Err("partitioned")
+            } else {
+                self.apps
+                    .lock()
+                    .expect("apps")
+                    .get(to)
+                    .cloned()
+                    .ok_or("stopped")
+            }
+        };
+        self.record(format!(
+            "connect {from} -> {to}: {:?}",
+            verdict.as_ref().err()
+        ));
+        let app = verdict?;
+        let (near, far) = tokio::io::duplex(PIPE_BYTES);
+        let served_by = tokio::spawn(async move {
+            let _ = bucketdb_api::http1_connection(far, app).await;
+        });
+        let mut conns = self.conns.lock().expect("conns");
+        conns.retain(|c| !c.served_by.is_finished());
+        conns.push(Conn {
+            from: from.to_string(),
+            to: to.to_string(),
+            served_by,
+        });
+        Ok(near)
+    }
+}
+
+/// One HTTP/1 request over a fresh in-memory connection: (status, body).
+async fn exchange(
+    stream: DuplexStream,
+    request: http::Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<(u16, Bytes), String> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), max_body)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+fn host_of(address: &str) -> String {
+    address
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// One node's side of the network: calls from `me`.
@@ -99,57 +267,23 @@ struct Link {
     net: Arc<Net>,
 }
 
-impl Link {
-    /// Where `address` really listens, unless the network cut this call off.
-    fn resolve(&self, address: &str) -> Result<SocketAddr, TransportError> {
-        let target = address
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let unreachable = |reason: &str| TransportError::Unreachable {
-            address: target.clone(),
-            reason: reason.to_string(),
-        };
-        {
-            let isolated = self.net.isolated.lock().expect("isolated");
-            if isolated.contains(&self.me) != isolated.contains(&target) {
-                return Err(unreachable("partitioned"));
-            }
-        }
-        let real = self
-            .net
-            .routes
-            .lock()
-            .expect("routes")
-            .get(&target)
-            .copied();
-        real.ok_or_else(|| unreachable("stopped"))
-    }
-}
-
 #[async_trait::async_trait]
 impl Transport for Link {
     async fn dial(
         &self,
         address: &str,
         timeout: Duration,
-    ) -> Result<tokio::net::TcpStream, TransportError> {
-        let real = self.resolve(address)?;
-        let stream = self.net.http.dial(&real.to_string(), timeout).await?;
-        let to = address.trim_start_matches("http://").trim_end_matches('/');
-        let failed = |e: std::io::Error| TransportError::Unreachable {
-            address: to.to_string(),
-            reason: e.to_string(),
+    ) -> Result<PeerConnection, TransportError> {
+        let to = host_of(address);
+        let unreachable = |reason: &str| TransportError::Unreachable {
+            address: to.clone(),
+            reason: reason.to_string(),
         };
-        // into_std keeps the socket non-blocking, as from_std needs.
-        let socket = stream.into_std().map_err(failed)?;
-        let handle = socket.try_clone().map_err(failed)?;
-        self.net
-            .dialed
-            .lock()
-            .expect("dialed")
-            .push((self.me.clone(), to.to_string(), handle));
-        tokio::net::TcpStream::from_std(socket).map_err(failed)
+        match tokio::time::timeout(timeout, self.net.connect(&self.me, &to)).await {
+            Ok(Ok(stream)) => Ok(Box::new(stream)),
+            Ok(Err(why)) => Err(unreachable(why)),
+            Err(_) => Err(unreachable("no connection in time")),
+        }
     }
 
     async fn post(
@@ -160,31 +294,79 @@ impl Transport for Link {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<TransportResponse, TransportError> {
-        let real = self.resolve(address)?;
-        let to = address.trim_start_matches("http://").trim_end_matches('/');
+        let to = host_of(address);
         let lost = self
             .net
             .dropped
             .lock()
             .expect("dropped")
             .iter()
-            .any(|(t, p)| t == to && *p == path);
+            .any(|(t, p)| *t == to && *p == path);
         if lost {
+            self.net.record(format!("lost {} -> {to} {path}", self.me));
             return Err(TransportError::Unreachable {
-                address: to.to_string(),
+                address: to,
                 reason: "the simulated network lost the call".into(),
             });
         }
-        self.net
-            .http
-            .post(&real.to_string(), path, headers, body, timeout)
-            .await
+        let call = async {
+            let stream = self.net.connect(&self.me, &to).await.map_err(|why| {
+                TransportError::Unreachable {
+                    address: to.clone(),
+                    reason: why.to_string(),
+                }
+            })?;
+            let mut request = http::Request::post(path).header("host", &to);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let request =
+                request
+                    .body(Full::new(Bytes::from(body)))
+                    .map_err(|e| TransportError::Failed {
+                        address: to.clone(),
+                        reason: e.to_string(),
+                    })?;
+            exchange(stream, request, MAX_INTERNAL_BODY_BYTES)
+                .await
+                .map_err(|reason| TransportError::Failed {
+                    address: to.clone(),
+                    reason,
+                })
+        };
+        let outcome = match tokio::time::timeout(timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Failed {
+                address: to.clone(),
+                reason: format!("no answer within {timeout:?}"),
+            }),
+        };
+        self.net.record(format!(
+            "post {} -> {to} {path}: {:?}",
+            self.me,
+            outcome
+                .as_ref()
+                .map(|(status, _)| *status)
+                .map_err(|e| e.to_string())
+        ));
+        let (status, body) = outcome?;
+        Ok(TransportResponse {
+            status,
+            body: body.to_vec(),
+        })
     }
+}
+
+/// A response to one of the test's requests.
+struct Reply {
+    status: u16,
+    body: Bytes,
 }
 
 struct SimNode {
     root: PathBuf,
     sim_addr: String,
+    boots: u64,
     server: Option<RunningServer>,
 }
 
@@ -192,8 +374,8 @@ struct Sim {
     seed: u64,
     quorum: bool,
     net: Arc<Net>,
+    clock: Arc<SimClock>,
     nodes: Vec<SimNode>,
-    http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -204,18 +386,18 @@ impl Sim {
             .map(|i| SimNode {
                 root: dir.path().join(format!("n{i}")),
                 sim_addr: format!("sim-node-{i}:9080"),
+                boots: 0,
                 server: None,
             })
             .collect();
         let mut sim = Sim {
             seed,
             quorum,
-            net: Arc::new(Net::default()),
+            net: Arc::new(Net::new(seed)),
+            clock: Arc::new(SimClock {
+                start: Instant::now(),
+            }),
             nodes,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
             _dir: dir,
         };
         for i in 0..NODES {
@@ -224,10 +406,10 @@ impl Sim {
         sim.wait("3 active members", |s| async move { s.ring_agreed().await })
             .await;
         let r = sim
-            .send(0, reqwest::Method::PUT, &format!("/buckets/{BUCKET}"), None)
+            .send(0, "PUT", &format!("/buckets/{BUCKET}"), None)
             .await
             .expect("create bucket");
-        assert_eq!(r.status(), 201, "seed {seed}");
+        assert_eq!(r.status, 201, "seed {seed}");
         sim.wait("the bucket on every node", |s| async move {
             for i in 0..NODES {
                 s.json(i, &format!("/buckets/{BUCKET}")).await?;
@@ -238,10 +420,16 @@ impl Sim {
         sim
     }
 
-    /// Start node `i` on a fresh port; the first start bootstraps (node 0) or joins.
+    /// Milliseconds of simulated time since the start.
+    fn now_ms(&self) -> u128 {
+        self.clock.start.elapsed().as_millis()
+    }
+
+    /// Start node `i`; the first start bootstraps (node 0) or joins.
     async fn boot(&mut self, i: usize) {
-        let node = &self.nodes[i];
+        let node = &mut self.nodes[i];
         let first = !node.root.exists();
+        node.boots += 1;
         let mut config = test_config(&node.root);
         config.cluster_secret = Some(CLUSTER_SECRET.into());
         config.advertise_addr = Some(node.sim_addr.clone());
@@ -252,24 +440,30 @@ impl Sim {
         config.quorum_required = self.quorum;
         config.bootstrap = first && i == 0;
         config.join = (first && i > 0).then(|| format!("http://{}", self.nodes[0].sim_addr));
-        // The port is known before the node starts, so peers reach it while it joins.
-        let port = cluster_common::free_port();
-        config.http_addr = SocketAddr::from(([127, 0, 0, 1], port));
-        self.net.route(&node.sim_addr, Some(config.http_addr));
-        let link = Arc::new(Link {
-            me: node.sim_addr.clone(),
-            net: self.net.clone(),
-        });
-        let server = start_with_transport(config, link)
+        let node = &self.nodes[i];
+        let (net, addr) = (self.net.clone(), node.sim_addr.clone());
+        let env = NodeEnv {
+            transport: Arc::new(Link {
+                me: node.sim_addr.clone(),
+                net: self.net.clone(),
+            }),
+            clock: self.clock.clone(),
+            random: Arc::new(SeededRandom::new(
+                self.seed
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .wrapping_add((i as u64) << 32 | node.boots),
+            )),
+            also_serve: Some(Box::new(move |app| net.plug(&addr, app))),
+        };
+        let server = start_with_env(config, env)
             .await
             .unwrap_or_else(|e| panic!("seed {}: starting node {i}: {e}", self.seed));
         self.nodes[i].server = Some(server);
     }
 
     async fn stop(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        self.net.route(&node.sim_addr, None);
-        if let Some(s) = node.server.take() {
+        self.net.unplug(&self.nodes[i].sim_addr).await;
+        if let Some(s) = self.nodes[i].server.take() {
             s.shutdown()
                 .await
                 .unwrap_or_else(|e| panic!("seed {}: stopping node {i}: {e}", self.seed));
@@ -282,40 +476,50 @@ impl Sim {
             .collect()
     }
 
+    /// A request from the test to node `i` (`None`: not running, or no answer).
     async fn send(
         &self,
         i: usize,
-        method: reqwest::Method,
+        method: &str,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Option<reqwest::Response> {
-        let server = self.nodes[i].server.as_ref()?;
-        let mut req = self
-            .http
-            .request(method, format!("http://{}{path}", server.http_addr))
-            .basic_auth(ACCESS_KEY, Some(SECRET_KEY));
-        if let Some(b) = body {
-            req = req.body(b);
-        }
-        req.send().await.ok()
+    ) -> Option<Reply> {
+        self.nodes[i].server.as_ref()?;
+        let to = &self.nodes[i].sim_addr;
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{ACCESS_KEY}:{SECRET_KEY}"));
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", to)
+            .header("authorization", format!("Basic {auth}"))
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .ok()?;
+        let call = async {
+            let stream = self.net.connect(CLIENT, to).await.ok()?;
+            exchange(stream, request, MAX_CLIENT_RESPONSE_BYTES)
+                .await
+                .ok()
+        };
+        let (status, body) = tokio::time::timeout(CLIENT_TIMEOUT, call).await.ok()??;
+        Some(Reply { status, body })
     }
 
     /// The status of an upload (`POST`) or delete of `key` through node `i`.
     async fn status(&self, i: usize, method: &str, key: &str, body: &[u8]) -> Option<u16> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
         let body = (!body.is_empty()).then(|| body.to_vec());
         let r = self
             .send(i, method, &format!("/objects/{BUCKET}/{key}"), body)
             .await?;
-        Some(r.status().as_u16())
+        Some(r.status)
     }
 
     async fn json(&self, i: usize, path: &str) -> Option<Value> {
-        let r = self.send(i, reqwest::Method::GET, path, None).await?;
-        if !r.status().is_success() {
+        let r = self.send(i, "GET", path, None).await?;
+        if !(200..300).contains(&r.status) {
             return None;
         }
-        r.json().await.ok()
+        serde_json::from_slice(&r.body).ok()
     }
 
     async fn ring_agreed(&self) -> Option<()> {
@@ -331,10 +535,11 @@ impl Sim {
         (versions.len() == 1).then_some(())
     }
 
+    /// Poll `f` until it holds, for at most `SETTLE` of simulated time.
     async fn wait<'a, F, Fut>(&'a self, what: &str, mut f: F)
     where
         F: FnMut(&'a Sim) -> Fut,
-        Fut: std::future::Future<Output = Option<()>>,
+        Fut: Future<Output = Option<()>>,
     {
         let deadline = Instant::now() + SETTLE;
         while f(self).await.is_none() {
@@ -357,14 +562,42 @@ impl Sim {
             _ => None,
         })
     }
+
+    async fn stop_all(&mut self) {
+        for i in 0..NODES {
+            self.stop(i).await;
+        }
+    }
+}
+
+/// Run `scenario` as the simulated world: one thread, a paused clock, and (when built
+/// with `--cfg tokio_unstable`, as `.cargo/config.toml` does) the scheduler's own
+/// random choices seeded too.
+fn simulate<T>(seed: u64, scenario: impl Future<Output = T>) -> T {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()));
+    #[cfg(not(tokio_unstable))]
+    let _ = seed;
+    builder.build().expect("runtime").block_on(scenario)
 }
 
 fn etag_of(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
 }
 
+/// What a run did: its log (each step with its simulated start time and outcome) and
+/// everything its network carried.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    log: Vec<String>,
+    network: Vec<String>,
+    finished_at_ms: u128,
+}
+
 /// One seeded run: the workload with faults, then healing and the final check.
-async fn run(seed: u64, quorum: bool) {
+async fn run(seed: u64, quorum: bool) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sim = Sim::start(seed, quorum).await;
     // What the acknowledged operations imply, per key.
@@ -375,10 +608,9 @@ async fn run(seed: u64, quorum: bool) {
     let mut maybe_deleted: HashSet<String> = HashSet::new();
     let mut isolated: Option<usize> = None;
     let mut log = Vec::new();
-    let started = Instant::now();
     for step in 0..OPS_PER_SEED {
-        // Steps are logged with the time they started, to find slow ones.
-        let step = format!("{step} @{} ms", started.elapsed().as_millis());
+        // Steps are logged with the simulated time they started.
+        let step = format!("{step} @{} ms", sim.now_ms());
         let roll = rng.random_range(0..100);
         let running = sim.running();
         let via = running[rng.random_range(0..running.len())];
@@ -391,19 +623,17 @@ async fn run(seed: u64, quorum: bool) {
                 rng.random_range(1..2_000)
             };
             let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-            let r = sim
-                .send(via, reqwest::Method::POST, &path, Some(body.clone()))
-                .await;
-            let status = r.as_ref().map(|r| r.status().as_u16());
+            let r = sim.send(via, "POST", &path, Some(body.clone())).await;
+            let status = r.as_ref().map(|r| r.status);
             log.push(format!(
                 "{step}: PUT {key} ({len} B) via n{via} -> {status:?}"
             ));
             match status {
                 Some(201) => {
                     // Read-your-write through the node that acknowledged it.
-                    let got = sim.send(via, reqwest::Method::GET, &path, None).await;
+                    let got = sim.send(via, "GET", &path, None).await;
                     let got = match got {
-                        Some(r) if r.status() == 200 => r.bytes().await.ok().map(|b| b.to_vec()),
+                        Some(r) if r.status == 200 => Some(r.body.to_vec()),
                         _ => None,
                     };
                     assert!(
@@ -418,8 +648,8 @@ async fn run(seed: u64, quorum: bool) {
                 other => panic!("seed {seed}: PUT answered {other:?}\n{}", log.join("\n")),
             }
         } else if roll < 75 {
-            let r = sim.send(via, reqwest::Method::DELETE, &path, None).await;
-            let status = r.as_ref().map(|r| r.status().as_u16());
+            let r = sim.send(via, "DELETE", &path, None).await;
+            let status = r.as_ref().map(|r| r.status);
             log.push(format!("{step}: DELETE {key} via n{via} -> {status:?}"));
             match status {
                 Some(204) => {
@@ -434,12 +664,12 @@ async fn run(seed: u64, quorum: bool) {
         } else if roll < 88 {
             match isolated.take() {
                 Some(n) => {
-                    sim.net.isolate(&sim.nodes[n].sim_addr, false);
+                    sim.net.isolate(&sim.nodes[n].sim_addr, false).await;
                     log.push(format!("{step}: heal n{n}"));
                 }
                 None => {
                     let n = rng.random_range(0..NODES);
-                    sim.net.isolate(&sim.nodes[n].sim_addr, true);
+                    sim.net.isolate(&sim.nodes[n].sim_addr, true).await;
                     isolated = Some(n);
                     log.push(format!("{step}: isolate n{n}"));
                 }
@@ -468,7 +698,7 @@ async fn run(seed: u64, quorum: bool) {
     );
     // Heal everything and let the cluster converge.
     if let Some(n) = isolated {
-        sim.net.isolate(&sim.nodes[n].sim_addr, false);
+        sim.net.isolate(&sim.nodes[n].sim_addr, false).await;
     }
     for i in 0..NODES {
         if sim.nodes[i].server.is_none() {
@@ -476,8 +706,12 @@ async fn run(seed: u64, quorum: bool) {
         }
     }
     assert_converges(&sim, &model, &maybe_deleted, &log).await;
-    for i in 0..NODES {
-        sim.stop(i).await;
+    let finished_at_ms = sim.now_ms();
+    sim.stop_all().await;
+    Outcome {
+        log,
+        network: sim.net.take_trace(),
+        finished_at_ms,
     }
 }
 
@@ -538,20 +772,15 @@ async fn assert_converges(
                 _ => body,
             };
             let r = sim
-                .send(
-                    i,
-                    reqwest::Method::GET,
-                    &format!("/objects/{BUCKET}/{key}"),
-                    None,
-                )
+                .send(i, "GET", &format!("/objects/{BUCKET}/{key}"), None)
                 .await
                 .expect("GET");
             match body {
                 Some(b) => {
-                    assert_eq!(r.status(), 200, "seed {seed}: {key} via n{i}");
-                    assert!(r.bytes().await.expect("body").as_ref() == b.as_slice());
+                    assert_eq!(r.status, 200, "seed {seed}: {key} via n{i}");
+                    assert!(r.body.as_ref() == b.as_slice());
                 }
-                None => assert_eq!(r.status(), 404, "seed {seed}: deleted {key} via n{i}"),
+                None => assert_eq!(r.status, 404, "seed {seed}: deleted {key} via n{i}"),
             }
         }
     }
@@ -574,24 +803,58 @@ fn seeds() -> Vec<u64> {
     (0..n).map(|i| base.wrapping_add(i)).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_replication_converges_on_the_acknowledged_state() {
+#[test]
+fn async_replication_converges_on_the_acknowledged_state() {
     for seed in seeds() {
         eprintln!("simulation seed {seed} (async mode)");
-        run(seed, false).await;
+        simulate(seed, run(seed, false));
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quorum_writes_converge_and_refused_writes_never_appear() {
+#[test]
+fn quorum_writes_converge_and_refused_writes_never_appear() {
     for seed in seeds() {
         eprintln!("simulation seed {seed} (quorum mode)");
-        run(seed, true).await;
+        simulate(seed, run(seed, true));
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_healing() {
+/// Determinism itself: one seed, run twice, is the same run: every step's outcome at
+/// the same simulated time, and the same network messages in the same order.
+#[test]
+fn a_seed_replays_the_same_run() {
+    let seed = seeds()[0];
+    eprintln!("simulation seed {seed} (replayed, quorum mode)");
+    let first = simulate(seed, run(seed, true));
+    let second = simulate(seed, run(seed, true));
+    if first != second {
+        let first_difference = |a: &[String], b: &[String]| {
+            let at = a.iter().zip(b).position(|(x, y)| x != y)?;
+            Some(format!(
+                "#{at}:\n  {}\n  {}",
+                a[at.saturating_sub(3)..=at].join("\n  "),
+                b[at]
+            ))
+        };
+        panic!(
+            "seed {seed}: two runs differ; workload: {:?}; network ({} vs {} events): {:?}; \
+             finished at {} vs {} ms",
+            first_difference(&first.log, &second.log),
+            first.network.len(),
+            second.network.len(),
+            first_difference(&first.network, &second.network),
+            first.finished_at_ms,
+            second.finished_at_ms,
+        );
+    }
+}
+
+#[test]
+fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_healing() {
+    simulate(0, partitioned_minority());
+}
+
+async fn partitioned_minority() {
     let mut sim = Sim::start(0, true).await;
     let mut model = BTreeMap::new();
     assert_eq!(sim.status(0, "POST", "key-0", b"before").await, Some(201));
@@ -599,7 +862,7 @@ async fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_h
 
     // n2 is cut off: its side has one of three replicas, so its quorum writes fail and
     // leave nothing behind; the majority side goes on.
-    sim.net.isolate(&sim.nodes[2].sim_addr, true);
+    sim.net.isolate(&sim.nodes[2].sim_addr, true).await;
     assert_eq!(
         sim.status(2, "POST", "key-1", &[7u8; 100_000]).await,
         Some(503)
@@ -612,18 +875,20 @@ async fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_h
     model.insert("key-1".to_string(), None);
 
     // Healed: n2 catches up, and the refused writes appear nowhere.
-    sim.net.isolate(&sim.nodes[2].sim_addr, false);
+    sim.net.isolate(&sim.nodes[2].sim_addr, false).await;
     assert_converges(&sim, &model, &HashSet::new(), &[]).await;
-    for i in 0..NODES {
-        sim.stop(i).await;
-    }
+    sim.stop_all().await;
 }
 
 /// Quorum reads: a replica that missed a write (its replication calls are lost) still
 /// serves the newest version, because it consults a majority first, and repairs its own
 /// copy from the answer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_mode() {
+#[test]
+fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_mode() {
+    simulate(0, stale_replica());
+}
+
+async fn stale_replica() {
     let mut sim = Sim::start(0, true).await;
     let stale = sim.nodes[2].sim_addr.clone();
     assert_eq!(sim.status(0, "POST", "key-0", b"first").await, Some(201));
@@ -637,7 +902,7 @@ async fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_
     // n2 misses the second version: cut off while it is written, and every
     // replication call to it is lost afterwards too.
     sim.net.drop_calls(&stale, PATH_REPLICATE, true);
-    sim.net.isolate(&stale, true);
+    sim.net.isolate(&stale, true).await;
     assert_eq!(sim.status(0, "POST", "key-0", b"second").await, Some(201));
     let second = etag_of(b"second");
     sim.wait("the second version committed on n1", |s| {
@@ -645,7 +910,7 @@ async fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_
         async move { (s.local_etag(1, "key-0").await? == Some(second)).then_some(()) }
     })
     .await;
-    sim.net.isolate(&stale, false);
+    sim.net.isolate(&stale, false).await;
     assert_eq!(
         sim.local_etag(2, "key-0").await,
         Some(Some(first.clone())),
@@ -653,16 +918,11 @@ async fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_
     );
 
     let r = sim
-        .send(
-            2,
-            reqwest::Method::GET,
-            &format!("/objects/{BUCKET}/key-0"),
-            None,
-        )
+        .send(2, "GET", &format!("/objects/{BUCKET}/key-0"), None)
         .await
         .expect("GET through n2");
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.bytes().await.expect("body").as_ref(), b"second");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.as_ref(), b"second");
     sim.wait("n2 repaired by the read", |s| {
         let second = second.clone();
         async move {
@@ -673,7 +933,5 @@ async fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_
     })
     .await;
     sim.net.drop_calls(&stale, PATH_REPLICATE, false);
-    for i in 0..NODES {
-        sim.stop(i).await;
-    }
+    sim.stop_all().await;
 }

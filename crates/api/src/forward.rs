@@ -159,7 +159,6 @@ async fn connect(transport: &dyn Transport, address: &str) -> Result<SendRequest
         .dial(address, CONNECT_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bucketdb_store::chunks::BucketHash;
-use bucketdb_store::{ChunkId, ChunkRef, ChunkStore, Clock, Meta, StoreError, Table};
+use bucketdb_store::{ChunkId, ChunkRef, ChunkStore, Clock, Meta, StoreError, Table, run_blocking};
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -256,7 +256,7 @@ impl Cluster {
         data: Bytes,
     ) -> Result<ChunkRef, ClusterError> {
         let store = self.chunks.clone();
-        tokio::task::spawn_blocking(move || store.write(bucket, &data))
+        run_blocking(move || store.write(bucket, &data))
             .await
             .map_err(|e| ClusterError::Task(e.to_string()))?
             .map_err(ClusterError::from)
@@ -283,7 +283,7 @@ impl Cluster {
     /// Read a chunk from this node's disk only, verified against its SHA-256.
     pub async fn read_local_chunk(&self, r: ChunkRef) -> Result<Bytes, ClusterError> {
         let store = self.chunks.clone();
-        tokio::task::spawn_blocking(move || store.read_verified(&r))
+        run_blocking(move || store.read_verified(&r))
             .await
             .map_err(|e| ClusterError::Task(e.to_string()))?
             .map_err(ClusterError::from)
@@ -292,7 +292,7 @@ impl Cluster {
     /// Remove a chunk from its replicas.
     pub async fn delete_chunks(&self, ids: Vec<ChunkId>) -> Result<(), ClusterError> {
         let store = self.chunks.clone();
-        tokio::task::spawn_blocking(move || {
+        run_blocking(move || {
             for id in &ids {
                 store.delete(id)?;
             }

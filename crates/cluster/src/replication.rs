@@ -9,7 +9,7 @@
 //! held in memory whole. Failed sends are retried with capped exponential backoff until
 //! the peer answers; a peer that was down catches up from its queue when it returns.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use bucketdb_store::keys::{
     number_of_repl_queue_key, prefix_end, repl_queue_key, repl_queue_prefix, version_key,
 };
 use bucketdb_store::records::{ObjectRecord, Record, decode, encode};
-use bucketdb_store::{ChunkRef, KvRead, KvWrite, StoreError, Table};
+use bucketdb_store::{ChunkRef, KvRead, KvWrite, StoreError, Table, run_blocking};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -528,7 +528,7 @@ impl Cluster {
     ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+            let mut workers: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
             let mut stop_rx = stop.clone();
             loop {
                 if *stop_rx.borrow() {
@@ -767,7 +767,7 @@ impl Cluster {
             .await?;
         let store = self.chunks.clone();
         let chunk = chunk.clone();
-        tokio::task::spawn_blocking(move || store.write_replica(&chunk, &data))
+        run_blocking(move || store.write_replica(&chunk, &data))
             .await
             .map_err(|e| ClusterError::Task(e.to_string()))??;
         Ok(true)
@@ -804,10 +804,9 @@ impl Cluster {
         let (data, from) = self.read_chunk_from_peers(chunk).await?;
         let store = self.chunks.clone();
         let c = chunk.clone();
-        let data =
-            tokio::task::spawn_blocking(move || store.write_replica(&c, &data).map(|()| data))
-                .await
-                .map_err(|e| ClusterError::Task(e.to_string()))??;
+        let data = run_blocking(move || store.write_replica(&c, &data).map(|()| data))
+            .await
+            .map_err(|e| ClusterError::Task(e.to_string()))??;
         self.chunks_repaired
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(chunk = %chunk.id, from = %from, "chunk repaired from a peer");

@@ -107,13 +107,22 @@ pub(crate) struct IngestLimits {
     pub declared: Option<u64>,
 }
 
-struct Md5Feeder {
-    tx: mpsc::Sender<Bytes>,
-    task: JoinHandle<[u8; 16]>,
+/// Hashes a body's MD5 while its chunks are written: on its own thread on the server's
+/// multi-threaded runtime, inline on a current-thread runtime (see
+/// [`bucketdb_store::blocking`]).
+enum Md5Feeder {
+    Thread {
+        tx: mpsc::Sender<Bytes>,
+        task: JoinHandle<[u8; 16]>,
+    },
+    Inline(Md5),
 }
 
 impl Md5Feeder {
     fn start() -> Self {
+        if bucketdb_store::blocking::runs_inline() {
+            return Md5Feeder::Inline(Md5::new());
+        }
         let (tx, mut rx) = mpsc::channel::<Bytes>(MD5_QUEUE_DEPTH);
         let task = tokio::task::spawn_blocking(move || {
             let mut h = Md5::new();
@@ -122,7 +131,30 @@ impl Md5Feeder {
             }
             h.finalize().into()
         });
-        Md5Feeder { tx, task }
+        Md5Feeder::Thread { tx, task }
+    }
+
+    async fn feed(&mut self, chunk: Bytes) -> Result<()> {
+        match self {
+            Md5Feeder::Thread { tx, .. } => tx
+                .send(chunk)
+                .await
+                .map_err(|_| ObjectError::Internal("MD5 thread stopped".into())),
+            Md5Feeder::Inline(h) => {
+                h.update(&chunk);
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<[u8; 16]> {
+        match self {
+            Md5Feeder::Thread { tx, task } => {
+                drop(tx);
+                task.await.map_err(|e| ObjectError::Internal(e.to_string()))
+            }
+            Md5Feeder::Inline(h) => Ok(h.finalize().into()),
+        }
     }
 }
 
@@ -214,13 +246,10 @@ impl Pipeline {
             self.flush(buf.freeze()).await?;
         }
         self.settle().await?;
-        let Some(Md5Feeder { tx, task }) = self.md5.take() else {
+        let Some(feeder) = self.md5.take() else {
             return Err(ObjectError::Internal("MD5 thread missing".into()));
         };
-        drop(tx);
-        let md5 = task
-            .await
-            .map_err(|e| ObjectError::Internal(e.to_string()))?;
+        let md5 = feeder.finish().await?;
         let chunks = std::mem::take(&mut self.guard.chunks);
         let guard = ChunkGuard {
             cluster: self.cluster.clone(),
@@ -238,10 +267,7 @@ impl Pipeline {
     /// Hand a chunk to the MD5 thread and the writer, after the previous write finished.
     async fn flush(&mut self, chunk: Bytes) -> Result<()> {
         let md5 = self.md5.get_or_insert_with(Md5Feeder::start);
-        md5.tx
-            .send(chunk.clone())
-            .await
-            .map_err(|_| ObjectError::Internal("MD5 thread stopped".into()))?;
+        md5.feed(chunk.clone()).await?;
         self.settle().await?;
         let c = self.cluster.clone();
         let bucket = self.bucket;

@@ -6,6 +6,7 @@
 //! - [`records`]: the versioned on-disk records the object service stores in it;
 //! - [`env`] and [`disk`]: the clock, randomness and filesystem seams.
 
+pub mod blocking;
 pub mod chunks;
 pub mod disk;
 pub mod env;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod meta;
 pub mod records;
 
+pub use blocking::{BlockingError, run_blocking};
 pub use chunks::{ChunkHealth, ChunkId, ChunkRef, ChunkStore, StoredFile};
 pub use disk::{Disk, StdDisk};
 pub use env::{Clock, ManualClock, OsRandom, Random, SeededRandom, SystemClock};

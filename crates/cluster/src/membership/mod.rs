@@ -10,7 +10,7 @@ pub mod sign;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use network::{
     MAX_INTERNAL_BODY_BYTES, NetworkFactory, PATH_HEARTBEAT, PATH_JOIN, PATH_RING, PeerClient,
@@ -36,7 +37,8 @@ pub const SUSPECT_AFTER_MISSED: u32 = 3;
 /// Raft's own heartbeat (leader to followers), milliseconds.
 const RAFT_HEARTBEAT_MS: u64 = 250;
 /// Raft election timeout range, milliseconds: a few raft heartbeats, so a busy 2-core
-/// machine does not trigger needless elections.
+/// machine does not trigger needless elections. Each node takes one fixed point of the
+/// range (see [`election_timeout_ms`]).
 const RAFT_ELECTION_MIN_MS: u64 = 1000;
 const RAFT_ELECTION_MAX_MS: u64 = 2000;
 /// Join attempts before `--join` gives up, and the backoff between them.
@@ -217,6 +219,15 @@ pub fn raft_id_of(node_id: &str) -> NodeId {
     u64::from_be_bytes(b)
 }
 
+/// This node's raft election timeout: a point of the election range fixed by a hash of
+/// its id. Nodes still differ (which is what breaks split votes), and the timeout does
+/// not depend on a random draw, so a seeded simulation replays elections exactly.
+fn election_timeout_ms(node_id: &str) -> u64 {
+    let d = Sha256::digest(node_id.as_bytes());
+    let spread = RAFT_ELECTION_MAX_MS - RAFT_ELECTION_MIN_MS;
+    RAFT_ELECTION_MIN_MS + u64::from(u16::from_be_bytes([d[8], d[9]])) % spread
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -274,8 +285,8 @@ impl Membership {
         let config = openraft::Config {
             cluster_name: "bucketdb".into(),
             heartbeat_interval: RAFT_HEARTBEAT_MS,
-            election_timeout_min: RAFT_ELECTION_MIN_MS,
-            election_timeout_max: RAFT_ELECTION_MAX_MS,
+            election_timeout_min: election_timeout_ms(&id),
+            election_timeout_max: election_timeout_ms(&id) + 1,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
             ..Default::default()
         }

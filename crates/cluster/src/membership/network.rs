@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use openraft::error::{
@@ -63,6 +64,13 @@ pub struct TransportResponse {
     pub body: Vec<u8>,
 }
 
+/// A byte stream to a peer: a TCP connection, or a simulated network's pipe.
+pub trait PeerStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PeerStream for T {}
+
+/// An open connection to a peer, whatever carries it.
+pub type PeerConnection = Box<dyn PeerStream>;
+
 /// Sends one `POST` to a peer. The cluster layer owns this seam so a simulated network
 /// can replace HTTP; the server implements it with an HTTP client.
 #[async_trait::async_trait]
@@ -82,7 +90,11 @@ pub trait Transport: Send + Sync + 'static {
     /// Open a connection to `address` for a request whose body streams (a client's
     /// request handed to its key's coordinator), giving up after `timeout`. Plain TCP;
     /// a simulated network refuses what it has cut.
-    async fn dial(&self, address: &str, timeout: Duration) -> Result<TcpStream, TransportError> {
+    async fn dial(
+        &self,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<PeerConnection, TransportError> {
         let host = address
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -92,7 +104,11 @@ pub trait Transport: Send + Sync + 'static {
             reason,
         };
         match tokio::time::timeout(timeout, TcpStream::connect(&host)).await {
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Ok(stream)) => {
+                // Forwarded requests are small writes answered at once.
+                let _ = stream.set_nodelay(true);
+                Ok(Box::new(stream))
+            }
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable(format!("no connection within {timeout:?}"))),
         }

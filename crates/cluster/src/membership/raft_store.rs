@@ -126,7 +126,7 @@ impl RaftDb {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), RaftDbError> + Send + 'static,
     ) -> Result<(), RaftDbError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        bucketdb_store::run_blocking(move || {
             let txn = db.begin_write().map_err(RaftDbError::db)?;
             f(&txn)?;
             txn.commit().map_err(RaftDbError::db)

@@ -13,7 +13,7 @@ pub use writer::{MAX_BATCH_JOBS, Meta, WRITE_QUEUE_DEPTH};
 use crate::error::StoreError;
 
 /// The tables of the metadata store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     /// bucket name → `BucketRecord`
     Buckets,

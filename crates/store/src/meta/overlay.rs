@@ -2,7 +2,7 @@
 //! batch transaction only if the mutation succeeds, so a failed mutation leaves no trace
 //! while its batch-mates still commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::{Entry, KvRead, KvWrite, Table};
@@ -10,15 +10,16 @@ use crate::error::StoreError;
 
 pub(crate) struct Overlay<'a> {
     base: &'a mut dyn KvWrite,
-    /// `None` marks a deletion.
-    writes: HashMap<Table, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// `None` marks a deletion. Ordered, so a commit writes in the same order every
+    /// time (the simulation replays runs exactly).
+    writes: BTreeMap<Table, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl<'a> Overlay<'a> {
     pub fn new(base: &'a mut dyn KvWrite) -> Self {
         Overlay {
             base,
-            writes: HashMap::new(),
+            writes: BTreeMap::new(),
         }
     }
 

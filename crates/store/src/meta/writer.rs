@@ -18,7 +18,8 @@ type Completion = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
 type Job = Box<dyn FnOnce(&mut dyn KvWrite) -> (bool, Completion) + Send>;
 
 /// The metadata store as the layers above see it: snapshot reads from any thread, and
-/// mutations that are grouped into durable transactions by one writer thread.
+/// mutations that are grouped into durable transactions by one writer thread (on a
+/// current-thread runtime, committed inline instead; see [`crate::blocking`]).
 ///
 /// A mutation is a closure run inside the batch transaction against its own write set:
 /// its writes reach the transaction only if it returns `Ok`, so a failed mutation leaves
@@ -57,10 +58,16 @@ impl Meta {
         E: From<StoreError> + Send + 'static,
     {
         let (job, rx) = make_job(mutate);
-        self.queue
-            .send(job)
-            .await
-            .map_err(|_| E::from(StoreError::WriterGone))?;
+        if crate::blocking::runs_inline() {
+            // One thread decides every interleaving there (see `blocking`): commit on
+            // it rather than on the writer thread, one mutation per transaction.
+            commit_batch(self.engine.as_ref(), vec![job]);
+        } else {
+            self.queue
+                .send(job)
+                .await
+                .map_err(|_| E::from(StoreError::WriterGone))?;
+        }
         rx.await
             .unwrap_or_else(|_| Err(E::from(StoreError::Commit("batch aborted".into()))))
     }
@@ -113,35 +120,40 @@ fn run_writer(engine: Arc<dyn KvEngine>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut pending = Some(jobs);
-        let mut completions: Vec<Completion> = Vec::new();
-        let result = engine.write(&mut |kv| {
-            let Some(jobs) = pending.take() else {
-                return Ok(());
-            };
-            for job in jobs {
-                let mut overlay = Overlay::new(&mut *kv);
-                match catch_unwind(AssertUnwindSafe(|| job(&mut overlay))) {
-                    Ok((ok, done)) => {
-                        if ok {
-                            overlay.apply()?;
-                        }
-                        completions.push(done);
+        commit_batch(engine.as_ref(), jobs);
+    }
+}
+
+/// Run `jobs` in one transaction, commit it and report the outcome to each.
+fn commit_batch(engine: &dyn KvEngine, jobs: Vec<Job>) {
+    let mut pending = Some(jobs);
+    let mut completions: Vec<Completion> = Vec::new();
+    let result = engine.write(&mut |kv| {
+        let Some(jobs) = pending.take() else {
+            return Ok(());
+        };
+        for job in jobs {
+            let mut overlay = Overlay::new(&mut *kv);
+            match catch_unwind(AssertUnwindSafe(|| job(&mut overlay))) {
+                Ok((ok, done)) => {
+                    if ok {
+                        overlay.apply()?;
                     }
-                    Err(_) => {
-                        return Err(StoreError::Commit("a metadata mutation panicked".into()));
-                    }
+                    completions.push(done);
+                }
+                Err(_) => {
+                    return Err(StoreError::Commit("a metadata mutation panicked".into()));
                 }
             }
-            Ok(())
-        });
-        let status: Result<(), Arc<str>> = result.map_err(|e| Arc::from(e.to_string()));
-        if let Err(e) = &status {
-            tracing::error!(error = %e, "metadata batch failed");
         }
-        for done in completions {
-            done(status.clone());
-        }
+        Ok(())
+    });
+    let status: Result<(), Arc<str>> = result.map_err(|e| Arc::from(e.to_string()));
+    if let Err(e) = &status {
+        tracing::error!(error = %e, "metadata batch failed");
+    }
+    for done in completions {
+        done(status.clone());
     }
 }
 
