@@ -650,6 +650,10 @@ impl Model {
     }
 }
 
+/// Longest simulated pause between two steps of the workload, milliseconds: longer
+/// than `node_down_timeout` and the anti-entropy interval the simulation configures.
+const PAUSE_MAX_MS: u64 = 1_500;
+
 /// Largest simulated time a request runs before the node chosen to crash goes down,
 /// microseconds: a few network hops, so crashes land before, during and after writes.
 const CRASH_WITHIN_US: u64 = 40_000;
@@ -671,6 +675,10 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
     let mut isolated: Option<usize> = None;
     let mut log = Vec::new();
     for step in 0..OPS_PER_SEED {
+        // Time passes between steps, so heartbeats, liveness timeouts, replication
+        // retries and anti-entropy rounds interleave with the workload.
+        let pause = rng.random_range(0..=PAUSE_MAX_MS);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
         // Steps are logged with the simulated time they started.
         let step = format!("{step} @{} ms", sim.now_ms());
         let roll = rng.random_range(0..100);
