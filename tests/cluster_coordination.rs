@@ -9,13 +9,13 @@
 //! Nothing sleeps to synchronise: every wait polls with a deadline.
 
 mod cluster_common;
+mod common;
+#[path = "common/s3.rs"]
+mod sdk;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, Tag, Tagging,
-    VersioningConfiguration,
-};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use cluster_common::*;
 
 /// Keys raced by three conditional creates each.
@@ -336,17 +336,7 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
 /// Deleting a versioned key's newest version by id makes the one before it current
 /// again, and every node serves that one at once.
 async fn deleting_the_newest_version_by_id_restores_the_previous(s3: &[Client], nodes: &[&Node]) {
-    s3[0]
-        .put_bucket_versioning()
-        .bucket("versioned")
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("versioning");
+    sdk::enable_versioning(&s3[0], "versioned").await;
     let put = |body: &'static [u8]| {
         s3[0]
             .put_object()

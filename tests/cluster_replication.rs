@@ -27,11 +27,7 @@ const NODE_ARGS: [&str; 6] = [
 ];
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    NODE_ARGS
-        .iter()
-        .copied()
-        .chain(extra.iter().copied())
-        .collect()
+    with_args(&NODE_ARGS, extra)
 }
 
 fn body_of(seed: u8, len: usize) -> Vec<u8> {

@@ -17,11 +17,7 @@ const KEYS: usize = 40;
 const NODE_ARGS: [&str; 4] = ["--chunk-size", "64KiB", "--anti-entropy-interval", "2s"];
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    NODE_ARGS
-        .iter()
-        .copied()
-        .chain(extra.iter().copied())
-        .collect()
+    with_args(&NODE_ARGS, extra)
 }
 
 /// Key `i`'s bytes: small ones inline, every third one spanning several chunks.

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD;
 use common::{ACCESS_KEY, SECRET_KEY, TestServer, md5_hex, random_bytes, sha256_hex};
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
-use s3::{Proxy, assert_fails, body, client_with_keys, failure, quoted};
+use s3::{Proxy, assert_fails, body, client_with_keys, enable_versioning, failure, quoted};
 
 const MIB: usize = 1024 * 1024;
 
@@ -59,19 +59,6 @@ async fn get(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
         .await
         .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"));
     body(out).await
-}
-
-async fn enable_versioning(c: &Client, bucket: &str) {
-    c.put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
 }
 
 /// Every key of a ListObjectsV2 listing, following continuation tokens.

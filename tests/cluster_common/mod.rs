@@ -304,3 +304,8 @@ pub fn s3_status<E>(
 ) -> u16 {
     e.raw_response().map_or(0, |r| r.status().as_u16())
 }
+
+/// A node's command line: the test file's common flags, then `extra`.
+pub fn with_args<'a>(common: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    common.iter().chain(extra).copied().collect()
+}

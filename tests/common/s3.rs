@@ -281,3 +281,18 @@ impl Proxy {
         String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned()
     }
 }
+
+/// Turn versioning on for `bucket`.
+pub async fn enable_versioning(c: &Client, bucket: &str) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    c.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+}
