@@ -15,7 +15,9 @@ mod sdk;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier, Tag, Tagging,
+};
 use cluster_common::*;
 
 /// Keys raced by three conditional creates each.
@@ -30,6 +32,9 @@ const PART_SIZE: usize = 5 * 1024 * 1024;
 const TAG_ROUNDS: usize = 9;
 /// Multipart uploads started while a node is down, finished after it returns.
 const PINNED_UPLOADS: usize = 6;
+/// Keys one DeleteObjects request removes (their coordinators are spread over the
+/// nodes).
+const BULK_DELETED_KEYS: usize = 12;
 /// Keys written right after their coordinator was killed.
 const KEYS_AFTER_KILL: usize = 24;
 
@@ -266,6 +271,7 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
         .await
         .expect("versioned bucket");
     deleting_the_newest_version_by_id_restores_the_previous(&s3, &nodes).await;
+    bulk_deletes_are_made_by_each_keys_coordinator(&s3, &nodes).await;
 
     let mut forwarded = 0;
     for n in nodes {
@@ -363,4 +369,82 @@ async fn deleting_the_newest_version_by_id_restores_the_previous(s3: &[Client], 
         let got = get_bytes(s, "versioned", "undone").await.map(|(b, _)| b);
         assert_eq!(got.as_deref(), Some(&b"older"[..]), "through node {i}");
     }
+}
+
+/// DeleteObjects through one node, for keys coordinated by every node: each key's
+/// delete is made by that key's coordinator (over `/internal/delete`), and right after
+/// the answer no node serves any of the keys.
+async fn bulk_deletes_are_made_by_each_keys_coordinator(s3: &[Client], nodes: &[&Node]) {
+    let keys: Vec<String> = (0..BULK_DELETED_KEYS)
+        .map(|k| format!("bulk-{k}"))
+        .collect();
+    for key in &keys {
+        s3[0]
+            .put_object()
+            .bucket("coord")
+            .key(key)
+            .body(ByteStream::from_static(b"to be deleted"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+    }
+    for key in &keys {
+        eventually("the bulk keys everywhere", nodes, || {
+            everywhere(s3, "coord", key, b"to be deleted")
+        })
+        .await;
+    }
+    let objects: Vec<ObjectIdentifier> = keys
+        .iter()
+        .map(|k| ObjectIdentifier::builder().key(k).build().expect("id"))
+        .collect();
+    let out = s3[1]
+        .delete_objects()
+        .bucket("coord")
+        .delete(
+            Delete::builder()
+                .set_objects(Some(objects))
+                .build()
+                .expect("delete"),
+        )
+        .send()
+        .await
+        .expect("DeleteObjects");
+    assert_eq!(out.deleted().len(), BULK_DELETED_KEYS, "{:?}", out.errors());
+    // The keys' coordinators made the deletes: the other nodes were asked for them
+    // (twelve keys all coordinated by the receiving node would be a 1 in 3^12 chance).
+    let mut asked = Vec::new();
+    for n in nodes {
+        asked.push(requests_counted(n, "InternalDelete").await);
+    }
+    assert_eq!(asked[1], 0, "the receiving node asked itself: {asked:?}");
+    assert!(
+        asked[0] + asked[2] > 0,
+        "no coordinator was asked: {asked:?}"
+    );
+    for (i, s) in s3.iter().enumerate() {
+        for key in &keys {
+            assert!(
+                get_bytes(s, "coord", key).await.is_none(),
+                "{key} still served through node {i} after DeleteObjects"
+            );
+        }
+    }
+}
+
+/// How many requests of `operation` node `n` has answered, from its `/metrics`.
+async fn requests_counted(n: &Node, operation: &str) -> u64 {
+    let text = client()
+        .get(n.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let label = format!("operation=\"{operation}\"");
+    text.lines()
+        .filter(|l| l.starts_with("bucketdb_requests_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

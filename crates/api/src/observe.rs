@@ -153,12 +153,30 @@ pub fn operation(method: &Method, path: &str, query: &str) -> &'static str {
         ("cluster", _) => "ClusterStatus",
         ("metrics", _) => "Metrics",
         ("stats", _) => "NodeStats",
-        ("internal", _) => "Internal",
+        ("internal", _) => internal_operation(path),
         ("", "GET" | "HEAD") => "Console",
         ("console", "POST") if path.starts_with("/console/session") => "ConsoleLogin",
         ("console", "DELETE") if path.starts_with("/console/session") => "ConsoleLogout",
         ("console", _) => "Console",
         _ => "Unknown",
+    }
+}
+
+/// Node-to-node calls, named by route so `/metrics` shows what peers ask of a node.
+fn internal_operation(path: &str) -> &'static str {
+    use bucketdb_cluster::membership::network as net;
+    match path {
+        net::PATH_REPLICATE => "InternalReplicate",
+        net::PATH_CHUNK => "InternalChunk",
+        net::PATH_DIGESTS => "InternalDigests",
+        net::PATH_LOOKUP => "InternalLookup",
+        net::PATH_DELETE => "InternalDelete",
+        net::PATH_FORWARD => "InternalForward",
+        net::PATH_HEARTBEAT => "InternalHeartbeat",
+        net::PATH_JOIN => "InternalJoin",
+        net::PATH_RING => "InternalRing",
+        net::PATH_RAFT_APPEND | net::PATH_RAFT_VOTE | net::PATH_RAFT_SNAPSHOT => "InternalRaft",
+        _ => "Internal",
     }
 }
 
@@ -227,7 +245,7 @@ async fn observe_as(
         .record_request(api, op, status, elapsed.as_secs_f64(), bytes_in, bytes_out);
     // Node-to-node traffic (raft, heartbeats: several a second) is logged only when it
     // fails; its volume shows in the metrics.
-    let routine = op == "Health" || op == "Metrics" || (op == "Internal" && status < 400);
+    let routine = op == "Health" || op == "Metrics" || (op.starts_with("Internal") && status < 400);
     if !routine {
         tracing::info!(
             target: "bucketdb::request",

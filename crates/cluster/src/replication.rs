@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::membership::Liveness;
-use crate::membership::network::{PATH_CHUNK, PATH_DIGESTS, PATH_LOOKUP, PATH_REPLICATE};
+use crate::membership::network::{
+    PATH_CHUNK, PATH_DIGESTS, PATH_LOOKUP, PATH_REPLICATE, PeerError, TransportError,
+};
 use crate::membership::ring_state::MemberState;
 use crate::{Cluster, ClusterError};
 
@@ -892,6 +894,27 @@ impl Cluster {
         };
         let _ = tokio::time::timeout(timeout, collect).await;
         Ok(answers)
+    }
+
+    /// Ask the coordinator at `address` to make a change (`path`, a postcard `body`) and
+    /// return its answer; `None` when it could not be reached, so nothing was sent and
+    /// the next in [`Cluster::coordinators`] may take its place. An error after sending
+    /// leaves the change's outcome unknown.
+    pub async fn call_coordinator(
+        &self,
+        address: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, ClusterError> {
+        let Some(m) = self.membership.get() else {
+            return Ok(None);
+        };
+        match m.client().call_bytes(address, path, body, timeout).await {
+            Ok(answer) => Ok(Some(answer)),
+            Err(PeerError::Transport(TransportError::Unreachable { .. })) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Find a version on the peers (the key's replicas first) when this node lacks it:

@@ -1,17 +1,121 @@
 //! Deleting objects and versions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use bucketdb_cluster::membership::network::PATH_DELETE;
+use bucketdb_cluster::replication::{decode_message, encode_message};
 use bucketdb_store::KvRead;
 use bucketdb_store::records::{Body, ObjectRecord};
+use serde::{Deserialize, Serialize};
 
 use crate::ObjectService;
-use crate::error::Result;
+use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
 use crate::versions::{DeleteOutcome, NULL_VERSION, load_bucket};
 use bucketdb_store::records::Versioning;
 
+/// How much longer than the replication timeout (the coordinator's own quorum wait) a
+/// node waits for a coordinator's answer to a delete.
+const REMOTE_DELETE_SPARE: Duration = Duration::from_secs(10);
+
+/// A delete one node asks of a key's coordinator. DeleteObjects names keys with
+/// different coordinators, so it cannot be forwarded whole like other requests; each
+/// key's delete is made where every other change of that key is.
+#[derive(Serialize, Deserialize)]
+struct RemoteDelete {
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+}
+
+/// The coordinator's answer to a [`RemoteDelete`].
+#[derive(Serialize, Deserialize)]
+enum RemoteDeleteReply {
+    Deleted {
+        version_id: Option<String>,
+        delete_marker: bool,
+    },
+    NoSuchBucket(String),
+    QuorumNotReached {
+        durable: usize,
+        needed: usize,
+    },
+    Failed(String),
+}
+
 impl ObjectService {
+    /// [`ObjectService::delete_object`], made by the key's coordinator (the first of
+    /// its replicas that can be reached; this node when it comes first or none can).
+    pub async fn delete_object_at_coordinator(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<DeleteOutcome> {
+        validate_bucket_name(bucket)?;
+        validate_key(key)?;
+        let request = encode_message(&RemoteDelete {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.map(str::to_string),
+        })?;
+        let timeout =
+            Duration::from_millis(self.cluster.replication_timeout_ms()) + REMOTE_DELETE_SPARE;
+        for (id, address) in self.cluster.coordinators(bucket, key) {
+            let answer = self
+                .cluster
+                .call_coordinator(&address, PATH_DELETE, request.clone(), timeout)
+                .await
+                .map_err(|e| {
+                    ObjectError::Replication(format!(
+                        "the key's coordinator {id} did not answer the delete: {e}"
+                    ))
+                })?;
+            let Some(answer) = answer else {
+                continue;
+            };
+            return match decode_message::<RemoteDeleteReply>(&answer)? {
+                RemoteDeleteReply::Deleted {
+                    version_id,
+                    delete_marker,
+                } => Ok(DeleteOutcome {
+                    version_id,
+                    delete_marker,
+                }),
+                RemoteDeleteReply::NoSuchBucket(b) => Err(ObjectError::NoSuchBucket(b)),
+                RemoteDeleteReply::QuorumNotReached { durable, needed } => {
+                    Err(ObjectError::QuorumNotReached { durable, needed })
+                }
+                RemoteDeleteReply::Failed(why) => Err(ObjectError::Internal(format!(
+                    "the key's coordinator {id} could not delete it: {why}"
+                ))),
+            };
+        }
+        self.delete_object(bucket, key, version_id).await
+    }
+
+    /// `POST /internal/delete`: make a delete another node asked of this node as the
+    /// key's coordinator.
+    pub async fn answer_remote_delete(self: &Arc<Self>, body: &[u8]) -> Result<Vec<u8>> {
+        let r: RemoteDelete = decode_message(body)?;
+        let reply = match self
+            .delete_object(&r.bucket, &r.key, r.version_id.as_deref())
+            .await
+        {
+            Ok(out) => RemoteDeleteReply::Deleted {
+                version_id: out.version_id,
+                delete_marker: out.delete_marker,
+            },
+            Err(ObjectError::NoSuchBucket(b)) => RemoteDeleteReply::NoSuchBucket(b),
+            Err(ObjectError::QuorumNotReached { durable, needed }) => {
+                RemoteDeleteReply::QuorumNotReached { durable, needed }
+            }
+            Err(e) => RemoteDeleteReply::Failed(e.to_string()),
+        };
+        Ok(encode_message(&reply)?)
+    }
+
     /// Delete with S3 semantics: without a version id, unversioned buckets remove the
     /// object and versioned ones add a delete marker; with one, that version is removed
     /// for good. Deleting what does not exist succeeds. In quorum mode the delete is

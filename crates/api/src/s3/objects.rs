@@ -357,9 +357,10 @@ impl S3Api {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in i.delete.objects {
+            // Each key's delete is made by that key's coordinator.
             match self
                 .svc
-                .delete_object(&i.bucket, &o.key, o.version_id.as_deref())
+                .delete_object_at_coordinator(&i.bucket, &o.key, o.version_id.as_deref())
                 .await
             {
                 Ok(out) => {

@@ -43,6 +43,8 @@ pub const PATH_REPLICATE: &str = "/internal/replicate";
 pub const PATH_CHUNK: &str = "/internal/chunk";
 pub const PATH_DIGESTS: &str = "/internal/digests";
 pub const PATH_LOOKUP: &str = "/internal/lookup";
+/// A delete made by a key's coordinator on another node's behalf (DeleteObjects).
+pub const PATH_DELETE: &str = "/internal/delete";
 pub const PATH_RING: &str = "/internal/ring";
 /// A client request handed to its key's coordinator (streamed; see the API crate).
 pub const PATH_FORWARD: &str = "/internal/forward";
