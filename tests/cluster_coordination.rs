@@ -320,6 +320,25 @@ async fn changes_to_a_key_meet_at_its_coordinator() {
             .unwrap_or_else(|e| panic!("create {key}: {e:?}"));
         pinned.push((key, up.upload_id().expect("upload id").to_string()));
     }
+    // Each node lists every node's uploads, not only those it holds.
+    for s in &s3[..2] {
+        let listed = s
+            .list_multipart_uploads()
+            .bucket("coord")
+            .prefix("pinned-")
+            .send()
+            .await
+            .expect("ListMultipartUploads");
+        let mut ids: Vec<&str> = listed
+            .uploads()
+            .iter()
+            .filter_map(|u| u.upload_id())
+            .collect();
+        ids.sort_unstable();
+        let mut want: Vec<&str> = pinned.iter().map(|(_, id)| id.as_str()).collect();
+        want.sort_unstable();
+        assert_eq!(ids, want, "uploads listed through one node");
+    }
     cc.start(CLUSTER_SECRET, &[]);
     let all = [&a, &b, &cc];
     eventually("c back and seen alive", &all, || agreed_ring(&c, &all)).await;

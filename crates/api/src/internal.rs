@@ -12,7 +12,7 @@ use axum::routing::any;
 use bucketdb_cluster::membership::network::{
     MAX_INTERNAL_REQUEST_BYTES, PATH_CHUNK, PATH_DELETE, PATH_DIGESTS, PATH_FORWARD,
     PATH_HEARTBEAT, PATH_JOIN, PATH_LOOKUP, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE,
-    PATH_REPLICATE, PATH_RING, PeerError,
+    PATH_REPLICATE, PATH_RING, PATH_UPLOADS, PeerError,
 };
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
 use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError, RingRequest};
@@ -176,6 +176,12 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
         }
         PATH_DELETE => {
             return match state.service.answer_remote_delete(&body).await {
+                Ok(bytes) => binary(bytes),
+                Err(e) => data_error(&e),
+            };
+        }
+        PATH_UPLOADS => {
+            return match state.service.answer_uploads(&body) {
                 Ok(bytes) => binary(bytes),
                 Err(e) => data_error(&e),
             };

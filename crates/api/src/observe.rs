@@ -171,6 +171,7 @@ fn internal_operation(path: &str) -> &'static str {
         net::PATH_DIGESTS => "InternalDigests",
         net::PATH_LOOKUP => "InternalLookup",
         net::PATH_DELETE => "InternalDelete",
+        net::PATH_UPLOADS => "InternalUploads",
         net::PATH_FORWARD => "InternalForward",
         net::PATH_HEARTBEAT => "InternalHeartbeat",
         net::PATH_JOIN => "InternalJoin",

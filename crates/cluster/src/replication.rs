@@ -896,11 +896,11 @@ impl Cluster {
         Ok(answers)
     }
 
-    /// Ask the coordinator at `address` to make a change (`path`, a postcard `body`) and
-    /// return its answer; `None` when it could not be reached, so nothing was sent and
-    /// the next in [`Cluster::coordinators`] may take its place. An error after sending
-    /// leaves the change's outcome unknown.
-    pub async fn call_coordinator(
+    /// Send a postcard `body` to `path` on the peer at `address` and return its answer;
+    /// `None` when the peer could not be reached, so nothing was sent (for a change: the
+    /// next in [`Cluster::coordinators`] may take its place). An error after sending
+    /// leaves a change's outcome unknown.
+    pub async fn call_peer(
         &self,
         address: &str,
         path: &str,

@@ -65,7 +65,7 @@ impl ObjectService {
         for (id, address) in self.cluster.coordinators(bucket, key) {
             let answer = self
                 .cluster
-                .call_coordinator(&address, PATH_DELETE, request.clone(), timeout)
+                .call_peer(&address, PATH_DELETE, request.clone(), timeout)
                 .await
                 .map_err(|e| {
                     ObjectError::Replication(format!(

@@ -120,7 +120,8 @@ async fn list(State(state): State<Arc<ApiState>>, uri: Uri) -> ApiResult<Respons
     let Some(key) = t.key.as_deref() else {
         let uploads: Vec<_> = state
             .service
-            .list_multipart_uploads(&t.bucket, MAX_UPLOADS_LISTED)?
+            .list_uploads_everywhere(&t.bucket, MAX_UPLOADS_LISTED)
+            .await?
             .into_iter()
             .map(|u| json!({"uploadId": u.upload_id, "key": u.key, "initiated": rfc3339(u.created_ms)}))
             .collect();

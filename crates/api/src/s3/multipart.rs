@@ -268,13 +268,25 @@ impl S3Api {
         let max = i.max_uploads.unwrap_or(MAX_LISTED).clamp(1, MAX_LISTED) as usize;
         let prefix = i.prefix.clone().unwrap_or_default();
         let key_marker = i.key_marker.clone().unwrap_or_default();
+        // Uploads live on the node that coordinated their creation: gather them all.
         let all = self
             .svc
-            .list_multipart_uploads(&i.bucket, bucketdb_object::MAX_LIST_LIMIT * 10)
+            .list_uploads_everywhere(&i.bucket, bucketdb_object::MAX_UPLOADS_GATHERED)
+            .await
             .s3()?;
-        let mut rest = all
-            .into_iter()
-            .filter(|u| u.key.starts_with(&prefix) && u.key > key_marker);
+        // After the markers: keys past the key marker, and with an upload id marker,
+        // also the key marker's own uploads past that id.
+        let id_marker = i
+            .upload_id_marker
+            .as_deref()
+            .filter(|_| !key_marker.is_empty());
+        let mut rest = all.into_iter().filter(|u| {
+            let after = match id_marker {
+                Some(id) => (u.key.as_str(), u.upload_id.as_str()) > (key_marker.as_str(), id),
+                None => u.key > key_marker,
+            };
+            u.key.starts_with(&prefix) && after
+        });
         let page: Vec<_> = rest.by_ref().take(max).collect();
         let truncated = rest.next().is_some();
         let next = page.last().map(|u| (u.key.clone(), u.upload_id.clone()));

@@ -45,6 +45,8 @@ pub const PATH_DIGESTS: &str = "/internal/digests";
 pub const PATH_LOOKUP: &str = "/internal/lookup";
 /// A delete made by a key's coordinator on another node's behalf (DeleteObjects).
 pub const PATH_DELETE: &str = "/internal/delete";
+/// A node's unfinished uploads of a bucket, for a listing made through another node.
+pub const PATH_UPLOADS: &str = "/internal/uploads";
 pub const PATH_RING: &str = "/internal/ring";
 /// A client request handed to its key's coordinator (streamed; see the API crate).
 pub const PATH_FORWARD: &str = "/internal/forward";
