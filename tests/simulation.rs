@@ -57,8 +57,9 @@ const BUCKET: &str = "sim";
 /// Longest (simulated) wait for the cluster to form, or to converge after the workload.
 const SETTLE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
-/// The test's requests give up after this long (simulated).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The test's requests give up after this long (simulated): longer than a node waits
+/// for a coordinator's answer to a forwarded request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(900);
 /// Range of the one-way delay of every call and connection, microseconds.
 const LATENCY_US: std::ops::RangeInclusive<u64> = 200..=5_000;
 /// Bytes buffered in each direction of an in-memory connection.
@@ -87,6 +88,134 @@ struct Conn {
     from: String,
     to: String,
     served_by: JoinHandle<()>,
+    gate: Arc<Gate>,
+}
+
+/// Stops a connection's far end dead while shut (no bytes either way, no error): how a
+/// connection looks when the network drops packets instead of refusing them.
+#[derive(Default)]
+struct Gate {
+    shut: std::sync::atomic::AtomicBool,
+    waiting: Mutex<Vec<std::task::Waker>>,
+    /// Far ends closed while shut: their closing is not seen across the silence until
+    /// the gate opens.
+    closed_in_silence: Mutex<Vec<DuplexStream>>,
+}
+
+impl Gate {
+    fn set(&self, shut: bool) {
+        self.shut.store(shut, std::sync::atomic::Ordering::SeqCst);
+        if !shut {
+            for waker in std::mem::take(&mut *self.waiting.lock().expect("waiting")) {
+                waker.wake();
+            }
+            self.closed_in_silence.lock().expect("closed").clear();
+        }
+    }
+
+    fn holds_closed(&self) -> bool {
+        !self.closed_in_silence.lock().expect("closed").is_empty()
+    }
+
+    /// True (and the task parked until the gate opens) while shut.
+    fn holds(&self, cx: &std::task::Context<'_>) -> bool {
+        if !self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let mut waiting = self.waiting.lock().expect("waiting");
+        if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+            waiting.push(cx.waker().clone());
+        }
+        true
+    }
+}
+
+/// A connection's far end behind a [`Gate`].
+struct Gated {
+    /// Always `Some` until dropped.
+    inner: Option<DuplexStream>,
+    gate: Arc<Gate>,
+}
+
+impl Gated {
+    fn inner(&mut self) -> std::io::Result<std::pin::Pin<&mut DuplexStream>> {
+        self.inner
+            .as_mut()
+            .map(std::pin::Pin::new)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        if self.gate.shut.load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(inner) = self.inner.take()
+        {
+            self.gate
+                .closed_in_silence
+                .lock()
+                .expect("closed")
+                .push(inner);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Gated {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.gate.holds(cx) {
+            return std::task::Poll::Pending;
+        }
+        match self.inner() {
+            Ok(inner) => inner.poll_read(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Gated {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.gate.holds(cx) {
+            return std::task::Poll::Pending;
+        }
+        match self.inner() {
+            Ok(inner) => inner.poll_write(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.gate.holds(cx) {
+            return std::task::Poll::Pending;
+        }
+        match self.inner() {
+            Ok(inner) => inner.poll_flush(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.gate.holds(cx) {
+            return std::task::Poll::Pending;
+        }
+        match self.inner() {
+            Ok(inner) => inner.poll_shutdown(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
 }
 
 /// Everything the network did, in order, with the simulated time: two runs of one seed
@@ -101,6 +230,8 @@ struct Net {
     /// Each running node's HTTP application, by its (stable) simulated address.
     apps: Mutex<BTreeMap<String, axum::Router>>,
     isolated: Mutex<BTreeSet<String>>,
+    /// Nodes whose traffic the network silently drops (connections hang, no errors).
+    silenced: Mutex<BTreeSet<String>>,
     conns: Mutex<Vec<Conn>>,
     /// Calls lost on their way: (to node, internal path).
     dropped: Mutex<BTreeSet<(String, &'static str)>>,
@@ -114,6 +245,7 @@ impl Net {
         Net {
             apps: Mutex::default(),
             isolated: Mutex::default(),
+            silenced: Mutex::default(),
             conns: Mutex::default(),
             dropped: Mutex::default(),
             latency: Mutex::new(StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00)),
@@ -187,6 +319,30 @@ impl Net {
         }
     }
 
+    fn is_silenced(&self, from: &str, to: &str) -> bool {
+        let silenced = self.silenced.lock().expect("silenced");
+        from != CLIENT && (silenced.contains(from) || silenced.contains(to))
+    }
+
+    /// Silently drop every packet from or to `node` (other nodes'; the test still
+    /// reaches it): its open connections go quiet without breaking and new ones never
+    /// complete. With `silent` false, traffic flows again.
+    fn silence(&self, node: &str, silent: bool) {
+        {
+            let mut silenced = self.silenced.lock().expect("silenced");
+            if silent {
+                silenced.insert(node.to_string());
+            } else {
+                silenced.remove(node);
+            }
+        }
+        for c in self.conns.lock().expect("conns").iter() {
+            if c.from != CLIENT && (c.from == node || c.to == node) {
+                c.gate.set(silent);
+            }
+        }
+    }
+
     /// Open a connection from `from` to `to` after a seeded delay, unless the network
     /// has cut `to` off from `from` or `to` is not running.
     async fn connect(&self, from: &str, to: &str) -> Result<DuplexStream, &'static str> {
@@ -213,16 +369,28 @@ impl Net {
             verdict.as_ref().err()
         ));
         let app = verdict?;
+        if self.is_silenced(from, to) {
+            // A connection attempt into silence never completes; callers time out.
+            std::future::pending::<()>().await;
+        }
         let (near, far) = tokio::io::duplex(PIPE_BYTES);
+        let gate = Arc::new(Gate::default());
+        let far = Gated {
+            inner: Some(far),
+            gate: gate.clone(),
+        };
         let served_by = tokio::spawn(async move {
             let _ = bucketdb_api::http1_connection(far, app).await;
         });
         let mut conns = self.conns.lock().expect("conns");
-        conns.retain(|c| !c.served_by.is_finished());
+        // A connection is forgotten once served to its end, unless its closing is still
+        // held up by silence.
+        conns.retain(|c| !c.served_by.is_finished() || c.gate.holds_closed());
         conns.push(Conn {
             from: from.to_string(),
             to: to.to_string(),
             served_by,
+            gate,
         });
         Ok(near)
     }
@@ -1035,5 +1203,45 @@ async fn stale_replica() {
     })
     .await;
     sim.net.drop_calls(&stale, PATH_REPLICATE, false);
+    sim.stop_all().await;
+}
+
+/// A coordinator that goes silent (its connections stay open but carry nothing, as when
+/// a partition drops packets instead of refusing them) does not hold requests forwarded
+/// to it forever: they fail with 503 once its answer is overdue (the replication
+/// timeout plus a margin after the request was sent), and later ones go elsewhere.
+#[test]
+fn requests_forwarded_to_a_silent_coordinator_fail_in_time() {
+    simulate(0, silent_coordinator());
+}
+
+async fn silent_coordinator() {
+    let mut sim = Sim::start(0, false).await;
+    // n1 forwards to every key's coordinator, keeping the connections open.
+    for k in 0..KEYS {
+        let key = format!("key-{k}");
+        assert_eq!(sim.status(1, "POST", &key, b"first").await, Some(201));
+    }
+    let silent = sim.nodes[0].sim_addr.clone();
+    sim.net.silence(&silent, true);
+    let mut outcomes = Vec::new();
+    for k in 0..KEYS {
+        let key = format!("key-{k}");
+        let started = Instant::now();
+        let status = sim.status(1, "POST", &key, b"second").await;
+        outcomes.push((key, status, started.elapsed().as_secs()));
+    }
+    // None would be the test's own client giving up after CLIENT_TIMEOUT.
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, s, _)| matches!(s, Some(201 | 503))),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().any(|(_, s, _)| *s == Some(503)),
+        "no request went to the silent coordinator: {outcomes:?}"
+    );
+    sim.net.silence(&silent, false);
     sim.stop_all().await;
 }

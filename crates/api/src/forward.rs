@@ -41,6 +41,12 @@ const HEADER_METHOD: &str = "x-bucketdb-forward-method";
 const HEADER_URI: &str = "x-bucketdb-forward-uri";
 /// Idle connections kept open to each coordinator.
 const POOL_PER_PEER: usize = 16;
+/// How much longer than the replication timeout (the coordinator's own quorum wait) a
+/// node waits for the coordinator's answer once the whole request was sent. A
+/// coordinator that vanished without closing the connection would otherwise hold the
+/// request until TCP gives up (about 15 minutes). Generous, because a server-side copy
+/// of a large object answers only when the copy is done.
+const FORWARD_ANSWER_SPARE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Connection headers a client may have signed (SigV4 lists them in SignedHeaders):
 /// carried through the envelope under other names and restored on replay, so the
@@ -285,6 +291,10 @@ async fn hand_to(
     req: Request,
 ) -> Handoff {
     let transport = membership.client().transport().clone();
+    let (req, sent) = notify_when_sent(req);
+    let answer_within =
+        std::time::Duration::from_millis(state.service.cluster().replication_timeout_ms())
+            + FORWARD_ANSWER_SPARE;
     let mut envelope = envelope(Some(membership), api, req);
     // A pooled connection may have been closed by the peer meanwhile; then one fresh
     // connection is tried before giving up on the coordinator.
@@ -304,7 +314,16 @@ async fn hand_to(
                 }
             },
         };
-        match sender.try_send_request(envelope).await {
+        let deadline = answer_deadline(sent.clone(), answer_within);
+        let answer = tokio::select! {
+            answer = sender.try_send_request(envelope) => answer,
+            () = deadline => {
+                return Handoff::Failed(format!(
+                    "the coordinator gave no answer within {answer_within:?} of the request"
+                ));
+            }
+        };
+        match answer {
             Ok(resp) => {
                 state.forward_pool.checkin(address, sender);
                 let (mut parts, body) = resp.into_parts();
@@ -323,6 +342,59 @@ async fn hand_to(
             },
         }
     }
+}
+
+/// A request body that reports (on the returned channel) once it has been read to the
+/// end, that is, once the whole request was sent on.
+struct SentSignal {
+    inner: Body,
+    sent: tokio::sync::watch::Sender<bool>,
+}
+
+impl http_body::Body for SentSignal {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        // hyper stops polling a body of known length after its last byte, so the end
+        // is also taken from `is_end_stream`.
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.sent.send_replace(true);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let ended = self.inner.is_end_stream();
+        if ended {
+            self.sent.send_replace(true);
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn notify_when_sent(req: Request) -> (Request, tokio::sync::watch::Receiver<bool>) {
+    let (parts, body) = req.into_parts();
+    let (sent, rx) = tokio::sync::watch::channel(http_body::Body::is_end_stream(&body));
+    let body = Body::new(SentSignal { inner: body, sent });
+    (Request::from_parts(parts, body), rx)
+}
+
+/// Resolves `within` after the request was sent in full (or its body was dropped).
+async fn answer_deadline(
+    mut sent: tokio::sync::watch::Receiver<bool>,
+    within: std::time::Duration,
+) {
+    let _ = sent.wait_for(|done| *done).await;
+    tokio::time::sleep(within).await;
 }
 
 /// Serve `req`, which changes `bucket/key`, at the key's coordinator.
