@@ -59,7 +59,7 @@ const SETTLE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
 /// The test's requests give up after this long (simulated): longer than a node waits
 /// for a coordinator's answer to a forwarded request.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(900);
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2 * 3_600);
 /// Range of the one-way delay of every call and connection, microseconds.
 const LATENCY_US: std::ops::RangeInclusive<u64> = 200..=5_000;
 /// Bytes buffered in each direction of an in-memory connection.
@@ -503,7 +503,7 @@ impl Transport for Link {
         };
         let outcome = match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(TransportError::Failed {
+            Err(_) => Err(TransportError::TimedOut {
                 address: to.clone(),
                 reason: format!("no answer within {timeout:?}"),
             }),
@@ -1088,6 +1088,15 @@ fn quorum_writes_converge_and_refused_writes_never_appear() {
 /// the same simulated time, and the same network messages in the same order.
 #[test]
 fn a_seed_replays_the_same_run() {
+    if cfg!(not(tokio_unstable)) {
+        // Without the flag tokio's own choices are not seeded: runs are still checked
+        // by the other tests, but two runs need not be identical.
+        eprintln!(
+            "skipped: built without --cfg tokio_unstable (a RUSTFLAGS variable replaces \
+             .cargo/config.toml's flags)"
+        );
+        return;
+    }
     for seed in seeds() {
         eprintln!("simulation seed {seed} (replayed, quorum mode)");
         let first = simulate(seed, run(seed, true));
@@ -1236,6 +1245,12 @@ async fn silent_coordinator() {
         outcomes
             .iter()
             .all(|(_, s, _)| matches!(s, Some(201 | 503))),
+        "{outcomes:?}"
+    );
+    // The answer is given up on after the replication timeout plus the forwarding
+    // margin (`FORWARD_ANSWER_SPARE`, one hour), not later.
+    assert!(
+        outcomes.iter().all(|(_, _, secs)| *secs <= 3_600 + 60),
         "{outcomes:?}"
     );
     assert!(

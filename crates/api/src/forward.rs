@@ -42,11 +42,12 @@ const HEADER_URI: &str = "x-bucketdb-forward-uri";
 /// Idle connections kept open to each coordinator.
 const POOL_PER_PEER: usize = 16;
 /// How much longer than the replication timeout (the coordinator's own quorum wait) a
-/// node waits for the coordinator's answer once the whole request was sent. A
-/// coordinator that vanished without closing the connection would otherwise hold the
-/// request until TCP gives up (about 15 minutes). Generous, because a server-side copy
-/// of a large object answers only when the copy is done.
-const FORWARD_ANSWER_SPARE: std::time::Duration = std::time::Duration::from_secs(300);
+/// node waits for the coordinator's answer once the whole request was sent. A peer
+/// that vanished is noticed sooner by the connection itself (keepalive, see
+/// `Transport::dial`); this bounds a coordinator that is reachable but never answers.
+/// Generous, because a server-side copy of a large object (up to 5 GiB) answers only
+/// when the copy is done.
+const FORWARD_ANSWER_SPARE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Connection headers a client may have signed (SigV4 lists them in SignedHeaders):
 /// carried through the envelope under other names and restored on replay, so the

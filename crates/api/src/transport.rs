@@ -99,7 +99,7 @@ impl HttpTransport {
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r,
-            Err(_) => Err(TransportError::Unreachable {
+            Err(_) => Err(TransportError::TimedOut {
                 address: url.to_string(),
                 reason: format!("no answer within {timeout:?}"),
             }),

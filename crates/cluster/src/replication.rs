@@ -898,8 +898,8 @@ impl Cluster {
 
     /// Send a postcard `body` to `path` on the peer at `address` and return its answer;
     /// `None` when the peer could not be reached, so nothing was sent (for a change: the
-    /// next in [`Cluster::coordinators`] may take its place). An error after sending
-    /// leaves a change's outcome unknown.
+    /// next in [`Cluster::coordinators`] may take its place). Any other failure,
+    /// including no answer in time, leaves a change's outcome unknown.
     pub async fn call_peer(
         &self,
         address: &str,

@@ -41,6 +41,10 @@ enum RemoteDeleteReply {
         durable: usize,
         needed: usize,
     },
+    /// The coordinator could not reach enough replicas; try again later (503).
+    Unavailable(String),
+    /// The request itself was wrong (400).
+    Invalid(String),
     Failed(String),
 }
 
@@ -87,6 +91,8 @@ impl ObjectService {
                 RemoteDeleteReply::QuorumNotReached { durable, needed } => {
                     Err(ObjectError::QuorumNotReached { durable, needed })
                 }
+                RemoteDeleteReply::Unavailable(why) => Err(ObjectError::Replication(why)),
+                RemoteDeleteReply::Invalid(why) => Err(ObjectError::InvalidArgument(why)),
                 RemoteDeleteReply::Failed(why) => Err(ObjectError::Internal(format!(
                     "the key's coordinator {id} could not delete it: {why}"
                 ))),
@@ -111,6 +117,13 @@ impl ObjectService {
             Err(ObjectError::QuorumNotReached { durable, needed }) => {
                 RemoteDeleteReply::QuorumNotReached { durable, needed }
             }
+            Err(ObjectError::Replication(why)) => RemoteDeleteReply::Unavailable(why),
+            Err(
+                e @ (ObjectError::InvalidArgument(_)
+                | ObjectError::InvalidKey(_)
+                | ObjectError::KeyTooLong { .. }
+                | ObjectError::InvalidBucketName(_)),
+            ) => RemoteDeleteReply::Invalid(e.to_string()),
             Err(e) => RemoteDeleteReply::Failed(e.to_string()),
         };
         Ok(encode_message(&reply)?)

@@ -60,6 +60,9 @@ pub enum TransportError {
     /// Connected, but the exchange failed (reset, body too large, ...).
     #[error("call to {address} failed: {reason}")]
     Failed { address: String, reason: String },
+    /// No answer in time: the call may or may not have reached the peer.
+    #[error("no answer from {address}: {reason}")]
+    TimedOut { address: String, reason: String },
 }
 
 /// A peer's HTTP answer.
@@ -111,12 +114,35 @@ pub trait Transport: Send + Sync + 'static {
             Ok(Ok(stream)) => {
                 // Forwarded requests are small writes answered at once.
                 let _ = stream.set_nodelay(true);
+                detect_vanished_peer(&stream);
                 Ok(Box::new(stream))
             }
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable(format!("no connection within {timeout:?}"))),
         }
     }
+}
+
+/// An idle connection whose peer answers no keepalive probe for this long is closed.
+const PEER_KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const PEER_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const PEER_KEEPALIVE_PROBES: u32 = 3;
+/// A connection whose sent data stays unacknowledged for this long is closed.
+const PEER_UNACKED_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Make a streaming connection to a peer fail, rather than hang until TCP's own
+/// retransmission limit (about 15 minutes), when the peer vanishes without closing it
+/// (powered off, or a partition that drops packets): keepalive probes while it is idle,
+/// and a limit on unacknowledged data while a body is being sent. Best effort.
+fn detect_vanished_peer(stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(PEER_KEEPALIVE_IDLE)
+        .with_interval(PEER_KEEPALIVE_INTERVAL)
+        .with_retries(PEER_KEEPALIVE_PROBES);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket.set_tcp_user_timeout(Some(PEER_UNACKED_TIMEOUT));
 }
 
 /// Why a call to a peer failed.
@@ -273,9 +299,9 @@ impl Network {
             .call(&self.address, path, req, option.hard_ttl())
             .await
             .map_err(|e| match &e {
-                PeerError::Transport(TransportError::Unreachable { .. }) => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
+                PeerError::Transport(
+                    TransportError::Unreachable { .. } | TransportError::TimedOut { .. },
+                ) => RPCError::Unreachable(Unreachable::new(&e)),
                 _ => RPCError::Network(NetworkError::new(&e)),
             })?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

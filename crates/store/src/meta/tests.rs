@@ -27,7 +27,7 @@ async fn concurrent_writes_all_commit_and_survive_reopen() {
     assert_eq!(meta.read().unwrap().count(Table::Buckets).unwrap(), 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_mutation_does_not_stop_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let meta = open(dir.path());
@@ -65,7 +65,7 @@ fn scan_is_ordered_bounded_and_limited() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_that_fails_after_writing_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let meta = open(dir.path());
