@@ -138,11 +138,23 @@ struct Gated {
 }
 
 impl Gated {
-    fn inner(&mut self) -> std::io::Result<std::pin::Pin<&mut DuplexStream>> {
-        self.inner
-            .as_mut()
-            .map(std::pin::Pin::new)
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    /// Run one I/O step on the inner stream, unless the gate holds it (then the task
+    /// waits for the gate to open).
+    fn step<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        op: impl FnOnce(
+            std::pin::Pin<&mut DuplexStream>,
+            &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if self.gate.holds(cx) {
+            return std::task::Poll::Pending;
+        }
+        match self.inner.as_mut() {
+            Some(inner) => op(std::pin::Pin::new(inner), cx),
+            None => std::task::Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
     }
 }
 
@@ -166,13 +178,7 @@ impl tokio::io::AsyncRead for Gated {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if self.gate.holds(cx) {
-            return std::task::Poll::Pending;
-        }
-        match self.inner() {
-            Ok(inner) => inner.poll_read(cx, buf),
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
+        self.step(cx, |inner, cx| inner.poll_read(cx, buf))
     }
 }
 
@@ -182,39 +188,21 @@ impl tokio::io::AsyncWrite for Gated {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.gate.holds(cx) {
-            return std::task::Poll::Pending;
-        }
-        match self.inner() {
-            Ok(inner) => inner.poll_write(cx, buf),
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
+        self.step(cx, |inner, cx| inner.poll_write(cx, buf))
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if self.gate.holds(cx) {
-            return std::task::Poll::Pending;
-        }
-        match self.inner() {
-            Ok(inner) => inner.poll_flush(cx),
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
+        self.step(cx, |inner, cx| inner.poll_flush(cx))
     }
 
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        if self.gate.holds(cx) {
-            return std::task::Poll::Pending;
-        }
-        match self.inner() {
-            Ok(inner) => inner.poll_shutdown(cx),
-            Err(e) => std::task::Poll::Ready(Err(e)),
-        }
+        self.step(cx, |inner, cx| inner.poll_shutdown(cx))
     }
 }
 
