@@ -419,13 +419,25 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
     assert_eq!(status["quorumRequired"], true, "{status}");
 
     rest.create_bucket(&a, "quorum").await;
-    eventually("the bucket everywhere", &all, || async {
+    rest.create_bucket(&a, "quorum-v").await;
+    let r = rest
+        .send(
+            c.put(a.url("/versioning/quorum-v"))
+                .body(r#"{"status":"Enabled"}"#),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    eventually("the buckets everywhere", &all, || async {
         for n in all {
             rest.json(n, "/buckets/quorum").await?;
+            let v = rest.json(n, "/versioning/quorum-v").await?;
+            (v["status"] == "Enabled").then_some(())?;
         }
         Some(())
     })
     .await;
+    let kept = body_of(4, 1000);
+    rest.put(&a, "quorum-v", "kept.bin", &kept).await;
     let first = body_of(5, 200 * 1024);
     rest.put(&a, "quorum", "first.bin", &first).await;
     // Acknowledged means visible on the coordinator at once.
@@ -454,6 +466,18 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
 
     // Two down: quorum writes fail with 503, and the refused write is not visible.
     b.kill_9();
+    // Even before a sees b down, a delete, a delete marker and a tag change are refused
+    // without being made: each is prepared on a majority before it is committed.
+    let refused = [
+        c.delete(a.url("/objects/quorum/first.bin")),
+        c.delete(a.url("/objects/quorum-v/kept.bin")),
+        c.put(a.url("/objects/quorum/first.bin/tags"))
+            .body(r#"{"state":"refused"}"#),
+    ];
+    for request in refused {
+        let r = rest.send(request).await;
+        assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    }
     // The upload's parts stay on a, which coordinates it (b is unreachable): only its
     // completion needs a majority.
     let late = body_of(9, 90 * 1024);
@@ -507,7 +531,8 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
         eventually("acknowledged writes everywhere", &all, || async {
             let ok = rest.try_get(n, "quorum", "first.bin").await == Ok(Some(first.clone()))
                 && rest.try_get(n, "quorum", "second.bin").await == Ok(Some(second.clone()))
-                && rest.try_get(n, "quorum", "assembled.bin").await == Ok(Some(assembled.clone()));
+                && rest.try_get(n, "quorum", "assembled.bin").await == Ok(Some(assembled.clone()))
+                && rest.try_get(n, "quorum-v", "kept.bin").await == Ok(Some(kept.clone()));
             ok.then_some(())
         })
         .await;
@@ -543,6 +568,19 @@ async fn quorum_writes_need_a_majority_and_a_refused_write_never_appears() {
     // Every node then holds the same versions and chunk files (the upload's parts,
     // held on a until now, are part of the object).
     storage_converges(&rest, &all).await;
+    // The refused delete marker and tag change were made nowhere.
+    for n in all {
+        let v = rest.json(n, "/versions/quorum-v/kept.bin").await;
+        let versions = v.as_ref().map(|v| v["versions"].clone());
+        assert_eq!(
+            versions.as_ref().and_then(Value::as_array).map(Vec::len),
+            Some(1),
+            "{versions:?} on {}",
+            n.name
+        );
+        let tags = rest.json(n, "/objects/quorum/first.bin?tags").await;
+        assert_eq!(tags, Some(serde_json::json!({})), "tags on {}", n.name);
+    }
     for n in [&mut a, &mut b, &mut cc] {
         n.stop();
     }

@@ -777,9 +777,8 @@ struct Outcome {
 struct Model {
     /// The last acknowledged write (`Some`) or delete (`None`) of each key.
     acked: BTreeMap<String, Option<Vec<u8>>>,
-    /// Keys whose later delete has an unknown outcome: refused with 503 in quorum mode
-    /// (refused before anything changed, or made on its coordinator without a majority
-    /// in time, reaching the others later), or cut short by a crash.
+    /// Keys whose later delete has an unknown outcome: cut short by a crash. (A delete
+    /// refused with 503 in quorum mode was never made.)
     maybe_deleted: BTreeSet<String>,
     /// Bodies of later writes with an unknown outcome (cut short by a crash): each may
     /// or may not have been made.
@@ -874,9 +873,8 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
             log.push(format!("{step}: DELETE {key} via n{via} -> {status:?}"));
             match status {
                 Some(204) => model.acknowledged(&key, None),
-                Some(503) if quorum => {
-                    model.maybe_deleted.insert(key);
-                }
+                // Refused: prepared on too few replicas, so never made anywhere.
+                Some(503) if quorum => {}
                 other => panic!("seed {seed}: DELETE answered {other:?}\n{}", log.join("\n")),
             }
         } else if roll < 80 {

@@ -104,11 +104,6 @@ pub struct Cluster {
     placement: Mutex<Option<(u64, Arc<Ring>)>>,
     /// Wakes the replication senders when something was queued.
     repl_wake: tokio::sync::Notify,
-    /// Wakes senders out of their backoff: a quorum change waits for its delivery.
-    repl_kick: tokio::sync::Notify,
-    /// Bumped whenever entries leave a replication queue (delivered or superseded), so
-    /// quorum changes can wait for their delivery without polling.
-    dequeued: tokio::sync::watch::Sender<u64>,
     /// Chunks rewritten from a peer's copy after failing verification here.
     chunks_repaired: std::sync::atomic::AtomicU64,
     /// Held exclusively by garbage collection while it decides which queued chunks to
@@ -141,8 +136,6 @@ impl Cluster {
             membership: OnceLock::new(),
             placement: Mutex::new(None),
             repl_wake: tokio::sync::Notify::new(),
-            repl_kick: tokio::sync::Notify::new(),
-            dequeued: tokio::sync::watch::Sender::new(0),
             chunks_repaired: std::sync::atomic::AtomicU64::new(0),
             rebalance: Mutex::new((0, 0)),
             chunk_gate: tokio::sync::RwLock::new(()),

@@ -120,12 +120,21 @@ pub enum ReplPayload {
     },
     /// Quorum mode, first phase: hold this version (chunks fetched and kept, record
     /// staged, invisible) until the coordinator's `Version` (its commit) or `Abort`.
+    /// New tags of a version are prepared the same way, at the version's own `seq`.
     Prepare {
         bucket: String,
         record: Vec<u8>,
         inline: Option<Vec<u8>>,
     },
-    /// Quorum mode: the coordinator gave up on a prepared version.
+    /// Quorum mode, first phase of a removal: remember it as pending (invisible) until
+    /// the coordinator's `Removed` (its commit) or `Abort`.
+    PrepareRemoval {
+        bucket: String,
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+    /// Quorum mode: the coordinator gave up on a prepared change.
     Abort {
         bucket: String,
         key: String,
@@ -586,7 +595,6 @@ impl Cluster {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                () = self.repl_kick.notified() => {}
                 _ = stop.changed() => {}
             }
         }
@@ -666,63 +674,7 @@ impl Cluster {
                 Ok(())
             })
             .await?;
-        self.dequeued.send_modify(|n| *n = n.wrapping_add(1));
         Ok(n)
-    }
-
-    /// The queue number the next queued change will get: every change committed before
-    /// this call has a lower one.
-    pub fn queue_mark(&self) -> Result<u64, ClusterError> {
-        Ok(self
-            .meta
-            .read()?
-            .get(Table::Usage, QUEUE_COUNTER)?
-            .map(|v| decode(&v))
-            .transpose()?
-            .unwrap_or(0))
-    }
-
-    /// How many of `peers` have none of the changes numbered `from..to` left queued:
-    /// they applied those changes.
-    fn caught_up(&self, peers: &[String], from: u64, to: u64) -> Result<usize, ClusterError> {
-        let kv = self.meta.read()?;
-        let mut done = 0;
-        for peer in peers {
-            let (start, end) = (repl_queue_key(peer, from), repl_queue_key(peer, to));
-            if kv.scan(Table::ReplQueue, &start, Some(&end), 1)?.is_empty() {
-                done += 1;
-            }
-        }
-        Ok(done)
-    }
-
-    /// Wait until `enough` of `peers` applied the changes queued with numbers
-    /// `from..to` (marks taken before and after making them, see
-    /// [`Cluster::queue_mark`]), or `timeout` passed; how many did.
-    pub async fn wait_replicated(
-        &self,
-        peers: &[String],
-        (from, to): (u64, u64),
-        enough: usize,
-        timeout: Duration,
-    ) -> Result<usize, ClusterError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut dequeued = self.dequeued.subscribe();
-        self.repl_wake.notify_waiters();
-        self.repl_kick.notify_waiters();
-        loop {
-            dequeued.borrow_and_update();
-            let done = self.caught_up(peers, from, to)?;
-            if done >= enough {
-                return Ok(done);
-            }
-            if tokio::time::timeout_at(deadline, dequeued.changed())
-                .await
-                .is_err()
-            {
-                return Ok(done);
-            }
-        }
     }
 
     /// How many of `peers` this node does not believe down.
@@ -1003,7 +955,7 @@ fn payload_size(p: &ReplPayload) -> usize {
         ReplPayload::Version { record, inline, .. } => {
             record.len() + inline.as_ref().map_or(0, Vec::len)
         }
-        ReplPayload::Removed { key, .. } => key.len(),
+        ReplPayload::Removed { key, .. } | ReplPayload::PrepareRemoval { key, .. } => key.len(),
         ReplPayload::Bucket { record, config, .. } => {
             record.as_ref().map_or(0, Vec::len) + config.as_ref().map_or(0, Vec::len)
         }

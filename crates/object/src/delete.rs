@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
-use crate::versions::{DeleteOutcome, NULL_VERSION, load_bucket};
-use bucketdb_store::records::Versioning;
+use crate::quorum::Prepared;
+use crate::versions::{DeleteOutcome, NULL_VERSION, find_version, load_bucket};
+use bucketdb_store::records::{BucketRecord, Versioning};
 
 /// How much longer than the replication timeout (the coordinator's own quorum wait) a
 /// node waits for a coordinator's answer to a delete.
@@ -132,7 +133,8 @@ impl ObjectService {
     /// Delete with S3 semantics: without a version id, unversioned buckets remove the
     /// object and versioned ones add a delete marker; with one, that version is removed
     /// for good. Deleting what does not exist succeeds. In quorum mode the delete is
-    /// acknowledged once a majority of the key's replicas applied it.
+    /// prepared on a majority of the key's replicas first: without one it is not made
+    /// and the answer is 503.
     pub async fn delete_object(
         self: &Arc<Self>,
         bucket: &str,
@@ -141,23 +143,24 @@ impl ObjectService {
     ) -> Result<DeleteOutcome> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        self.check_quorum_reachable(bucket, key)?;
-        let since = self.cluster.queue_mark()?;
-        let outcome = self
-            .delete_object_if(bucket, key, version_id, |_| Ok(true))
-            .await?;
-        if outcome.is_some() {
-            self.await_quorum_replication(bucket, key, since).await?;
-        }
-        Ok(outcome.unwrap_or(DeleteOutcome {
-            version_id: None,
-            delete_marker: false,
-        }))
+        let b = load_bucket(self.cluster.meta().read()?.as_ref(), bucket)?;
+        let mut deletion = self.deletion_for(&b, key, version_id);
+        let prepared = self.prepare_deletion(bucket, key, &mut deletion).await?;
+        let committed = self
+            .commit_deletion(bucket, key, move |_, _| Ok(Some(deletion)))
+            .await;
+        Ok(self
+            .after_commit(prepared, committed)?
+            .unwrap_or(DeleteOutcome {
+                version_id: None,
+                delete_marker: false,
+            }))
     }
 
-    /// [`ObjectService::delete_object`], done only if `still_wanted` holds when checked
-    /// inside the delete's own transaction (background work decides from an older
-    /// snapshot and must not act on a key that changed since). `None`: not done.
+    /// [`ObjectService::delete_object`] without a quorum, done only if `still_wanted`
+    /// holds when checked inside the delete's own transaction (background work decides
+    /// from an older snapshot and must not act on a key that changed since). `None`:
+    /// not done.
     pub(crate) async fn delete_object_if(
         self: &Arc<Self>,
         bucket: &str,
@@ -167,67 +170,145 @@ impl ObjectService {
     ) -> Result<Option<DeleteOutcome>> {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        let version_id = version_id.map(str::to_string);
         let svc = self.clone();
-        let now = self.clock.now_ms();
+        let (name, version_id) = (key.to_string(), version_id.map(str::to_string));
+        self.commit_deletion(bucket, key, move |kv, b| {
+            Ok(still_wanted(kv)?.then(|| svc.deletion_for(b, &name, version_id.as_deref())))
+        })
+        .await
+    }
+
+    /// What deleting `key` (or its version `version_id`) in bucket `b` does now.
+    fn deletion_for(&self, b: &BucketRecord, key: &str, version_id: Option<&str>) -> Deletion {
+        match version_id {
+            Some(v) => Deletion::Remove {
+                version_id: v.to_string(),
+                at_least_seq: 0,
+            },
+            None if b.versioning == Versioning::Unversioned => Deletion::Remove {
+                version_id: NULL_VERSION.to_string(),
+                at_least_seq: self.now_seq(),
+            },
+            None => Deletion::Marker(Box::new(delete_marker(key, self.clock.now_ms()))),
+        }
+    }
+
+    /// Quorum mode: prepare `deletion` on a majority of the key's replicas, fixing the
+    /// `seq` (and a marker's version id) its commit will have. `None` when deletes do
+    /// not wait for a quorum, or there is nothing to remove.
+    async fn prepare_deletion(
+        &self,
+        bucket: &str,
+        key: &str,
+        deletion: &mut Deletion,
+    ) -> Result<Option<Prepared>> {
+        match deletion {
+            Deletion::Marker(marker) => self.prepare_quorum(bucket, marker, None).await,
+            Deletion::Remove {
+                version_id,
+                at_least_seq,
+            } => {
+                let Some(plan) = self.quorum_plan(bucket, key) else {
+                    return Ok(None);
+                };
+                // The removal's tombstone covers the version removed, or more.
+                let found = {
+                    let kv = self.cluster.meta().read()?;
+                    find_version(kv.as_ref(), bucket, key, version_id)?
+                };
+                let seq = found.map_or(0, |(_, rec)| rec.seq).max(*at_least_seq);
+                if seq == 0 {
+                    return Ok(None);
+                }
+                *at_least_seq = seq;
+                let prepared = self
+                    .prepare_removal(plan, bucket, key, version_id, seq)
+                    .await?;
+                Ok(Some(prepared))
+            }
+        }
+    }
+
+    /// Make the deletion `decide` picks inside the commit's transaction (given the
+    /// bucket as it is there); `None` when it picks none.
+    async fn commit_deletion(
+        self: &Arc<Self>,
+        bucket: &str,
+        key: &str,
+        decide: impl FnOnce(&dyn KvRead, &BucketRecord) -> Result<Option<Deletion>> + Send + 'static,
+    ) -> Result<Option<DeleteOutcome>> {
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let svc = self.clone();
         let (outcome, freed) = self
             .cluster
             .meta()
             .write(move |kv| -> Result<_> {
                 let b = load_bucket(kv, &bucket)?;
-                if !still_wanted(&*kv)? {
+                let Some(deletion) = decide(&*kv, &b)? else {
                     return Ok((None, false));
-                }
-                if let Some(v) = version_id {
-                    let (removed, freed) = svc.remove_version(kv, &bucket, &key, &v, 0)?;
-                    return Ok((
-                        Some(DeleteOutcome {
-                            delete_marker: removed.as_ref().is_some_and(|r| r.delete_marker),
-                            version_id: removed.map(|r| r.version_id),
-                        }),
-                        freed,
-                    ));
-                }
-                if b.versioning == Versioning::Unversioned {
-                    let (removed, freed) =
-                        svc.remove_version(kv, &bucket, &key, NULL_VERSION, svc.now_seq())?;
-                    return Ok((
-                        Some(DeleteOutcome {
-                            version_id: removed.map(|r| r.version_id),
-                            delete_marker: false,
-                        }),
-                        freed,
-                    ));
-                }
-                let marker = ObjectRecord {
-                    key: key.clone(),
-                    version_id: String::new(),
-                    seq: 0,
-                    delete_marker: true,
-                    created_ms: now,
-                    size: 0,
-                    etag: String::new(),
-                    sha256: String::new(),
-                    content_type: String::new(),
-                    user_meta: Vec::new(),
-                    tags: Vec::new(),
-                    part_sizes: Vec::new(),
-                    body: Body::Chunks(Vec::new()),
-                    checksums: Vec::new(),
-                    headers: Default::default(),
                 };
-                let (rec, freed) = svc.install_version(kv, &b, marker, None)?;
-                Ok((
-                    Some(DeleteOutcome {
-                        version_id: Some(rec.version_id),
-                        delete_marker: true,
-                    }),
-                    freed,
-                ))
+                match deletion {
+                    Deletion::Remove {
+                        version_id,
+                        at_least_seq,
+                    } => {
+                        let (removed, freed) =
+                            svc.remove_version(kv, &bucket, &key, &version_id, at_least_seq)?;
+                        Ok((
+                            Some(DeleteOutcome {
+                                delete_marker: removed.as_ref().is_some_and(|r| r.delete_marker),
+                                version_id: removed.map(|r| r.version_id),
+                            }),
+                            freed,
+                        ))
+                    }
+                    Deletion::Marker(marker) => {
+                        let (rec, freed) = svc.install_version(kv, &b, *marker, None)?;
+                        Ok((
+                            Some(DeleteOutcome {
+                                version_id: Some(rec.version_id),
+                                delete_marker: true,
+                            }),
+                            freed,
+                        ))
+                    }
+                }
             })
             .await?;
         self.wake_gc(freed);
         Ok(outcome)
+    }
+}
+
+/// What a delete does to a key.
+enum Deletion {
+    /// Remove one version for good; its tombstone covers at least `at_least_seq`.
+    Remove {
+        version_id: String,
+        at_least_seq: u64,
+    },
+    /// Add this delete marker (its version id and `seq` are given in advance in quorum
+    /// mode).
+    Marker(Box<ObjectRecord>),
+}
+
+/// A new delete marker for `key`.
+fn delete_marker(key: &str, now_ms: u64) -> ObjectRecord {
+    ObjectRecord {
+        key: key.to_string(),
+        version_id: String::new(),
+        seq: 0,
+        delete_marker: true,
+        created_ms: now_ms,
+        size: 0,
+        etag: String::new(),
+        sha256: String::new(),
+        content_type: String::new(),
+        user_meta: Vec::new(),
+        tags: Vec::new(),
+        part_sizes: Vec::new(),
+        body: Body::Chunks(Vec::new()),
+        checksums: Vec::new(),
+        headers: Default::default(),
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bucketdb_store::keys::SEP;
 use bucketdb_store::records::{
-    Body, ObjectRecord, PartRecord, PendingVersion, UploadRecord, decode,
+    Body, ObjectRecord, PartRecord, PendingChange, UploadRecord, decode,
 };
 use bucketdb_store::{
     ChunkHealth, ChunkId, ChunkRef, ChunkStore, KvEngine, KvRead, KvWrite, OsRandom, RedbEngine,
@@ -365,8 +365,8 @@ impl Checker<'_> {
         })?;
         // Versions prepared here by a quorum write hold their chunks too.
         for_each_entry(kv, Table::Pending, &mut |_, v| {
-            let pending: PendingVersion = decode(v)?;
-            self.expect(pending.record.chunks());
+            let pending: PendingChange = decode(v)?;
+            self.expect(pending.chunks());
             Ok(())
         })
     }

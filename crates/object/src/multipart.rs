@@ -325,7 +325,6 @@ impl ObjectService {
             completion.assemble(kv.as_ref(), &bucket)?.1
         };
         let prepared = self.prepare_quorum(&bucket, &mut rec, None).await?;
-        let attempt = rec.clone();
         let svc = self.clone();
         let target = bucket.clone();
         let committed = self
@@ -346,18 +345,9 @@ impl ObjectService {
                 Ok((rec, freed))
             })
             .await;
-        match committed {
-            Ok((rec, freed)) => {
-                self.wake_gc(freed);
-                Ok(rec)
-            }
-            Err(e) => {
-                if let Some(p) = prepared {
-                    self.abort_prepared(&bucket, &attempt, p);
-                }
-                Err(e)
-            }
-        }
+        let (rec, freed) = self.after_commit(prepared, committed)?;
+        self.wake_gc(freed);
+        Ok(rec)
     }
 }
 

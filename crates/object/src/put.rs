@@ -171,7 +171,7 @@ impl ObjectService {
         let bucket = bucket.to_string();
         let svc = self.clone();
         let conditions = opts.write_conditions;
-        let attempt = (bucket.clone(), rec.clone());
+        let target = bucket.clone();
         let committed = ingested
             .guard
             .commit(async move {
@@ -188,18 +188,10 @@ impl ObjectService {
                     .await
             })
             .await;
-        let (rec, freed) = match committed {
-            Ok(done) => done,
-            Err(e) => {
-                if let Some(p) = prepared {
-                    self.abort_prepared(&attempt.0, &attempt.1, p);
-                }
-                return Err(e);
-            }
-        };
+        let (rec, freed) = self.after_commit(prepared, committed)?;
         self.wake_gc(freed);
         if creating {
-            self.cluster.push_bucket_now(&attempt.0).await;
+            self.cluster.push_bucket_now(&target).await;
         }
         Ok(rec)
     }

@@ -1,16 +1,18 @@
-//! Quorum writes (docs/CLUSTER.md, "Writes"): before a new version is committed here,
-//! a majority of the key's replicas must hold it durably (prepared: chunks and record
-//! kept, invisible). Only then does the local commit make it visible, and the usual
-//! replication of that commit makes it visible on the replicas. Without a majority
-//! within `replication_timeout` the write fails with 503 and the prepared copies are
-//! aborted, so it never appears.
+//! Quorum writes (docs/CLUSTER.md, "Writes"): before a change is committed here, a
+//! majority of the key's replicas must hold it durably, prepared: a new version's chunks
+//! and record, a version's new tags, or a pending removal, kept invisible. Only then
+//! does the local commit make it visible, and the usual replication of that commit
+//! makes it visible on the replicas. Without a majority within `replication_timeout`
+//! the change fails with 503 and the prepared copies are aborted, so it never appears.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketdb_cluster::replication::ReplPayload;
+use bucketdb_cluster::replication::{QuorumPlan, ReplPayload};
 use bucketdb_store::keys::{pending_key, pending_prefix, prefix_end, tombstone_key};
-use bucketdb_store::records::{ObjectRecord, PendingVersion, Versioning, decode, encode};
+use bucketdb_store::records::{
+    ObjectRecord, PendingChange, PreparedChange, Versioning, decode, encode,
+};
 use bucketdb_store::{KvWrite, Table};
 
 use crate::ObjectService;
@@ -28,14 +30,27 @@ const PENDING_PER_VERSION_MAX: usize = 64;
 pub const PREPARED_TTL_MIN: Duration = Duration::from_secs(60);
 const PREPARED_TTL_TIMEOUTS: u32 = 10;
 
-/// A version prepared on enough replicas; [`ObjectService::abort_prepared`] undoes it.
+/// A change prepared on enough replicas; [`ObjectService::abort_prepared`] undoes it.
 pub(crate) struct Prepared {
     peers: Vec<(String, String)>,
+    bucket: String,
+    key: String,
+    version_id: String,
+    seq: u64,
 }
 
 impl ObjectService {
     fn replication_timeout(&self) -> Duration {
         Duration::from_millis(self.cluster.replication_timeout_ms())
+    }
+
+    /// Whom a change of `bucket/key` must be prepared on; `None` when changes do not
+    /// wait for a quorum.
+    pub(crate) fn quorum_plan(&self, bucket: &str, key: &str) -> Option<QuorumPlan> {
+        if !self.cluster.quorum_required() {
+            return None;
+        }
+        self.cluster.quorum_plan(bucket, key)
     }
 
     /// Quorum mode: give `rec` its version id and `seq` now and prepare it on a majority
@@ -46,93 +61,86 @@ impl ObjectService {
         rec: &mut ObjectRecord,
         inline: Option<&[u8]>,
     ) -> Result<Option<Prepared>> {
-        if !self.cluster.quorum_required() {
-            return Ok(None);
-        }
-        let Some(plan) = self.cluster.quorum_plan(bucket, &rec.key) else {
+        let Some(plan) = self.quorum_plan(bucket, &rec.key) else {
             return Ok(None);
         };
         self.assign_version(bucket, rec)?;
-        let from_peers = plan.needed.saturating_sub(usize::from(plan.local));
+        self.prepare_record(plan, bucket, rec, inline)
+            .await
+            .map(Some)
+    }
+
+    /// Prepare `rec`, with its version id and `seq` already given (a new version, or
+    /// new tags of a stored one), on a majority of the replicas `plan` names.
+    pub(crate) async fn prepare_record(
+        &self,
+        plan: QuorumPlan,
+        bucket: &str,
+        rec: &ObjectRecord,
+        inline: Option<&[u8]>,
+    ) -> Result<Prepared> {
         let payload = ReplPayload::Prepare {
             bucket: bucket.to_string(),
-            record: encode(&*rec)?,
+            record: encode(rec)?,
             inline: inline.map(<[u8]>::to_vec),
         };
+        let target = Prepared {
+            peers: plan.peers.clone(),
+            bucket: bucket.to_string(),
+            key: rec.key.clone(),
+            version_id: rec.version_id.clone(),
+            seq: rec.seq,
+        };
+        self.prepare_on_majority(plan, payload, target).await
+    }
+
+    /// Prepare the removal of `bucket/key`'s version `version_id`, its tombstone at
+    /// `seq`, on a majority of the replicas `plan` names.
+    pub(crate) async fn prepare_removal(
+        &self,
+        plan: QuorumPlan,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        seq: u64,
+    ) -> Result<Prepared> {
+        let payload = ReplPayload::PrepareRemoval {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+            seq,
+        };
+        let target = Prepared {
+            peers: plan.peers.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+            seq,
+        };
+        self.prepare_on_majority(plan, payload, target).await
+    }
+
+    /// Send a prepare to the replicas `plan` names; the change it prepares, once
+    /// enough of them hold it. Otherwise it is aborted and the answer is 503.
+    async fn prepare_on_majority(
+        &self,
+        plan: QuorumPlan,
+        payload: ReplPayload,
+        target: Prepared,
+    ) -> Result<Prepared> {
+        let from_peers = plan.needed.saturating_sub(usize::from(plan.local));
         let applied = self
             .cluster
             .send_now(&plan.peers, payload, from_peers, self.replication_timeout())
             .await?;
-        let prepared = Prepared { peers: plan.peers };
         if applied.len() < from_peers {
-            self.abort_prepared(bucket, rec, prepared);
+            self.abort_prepared(target);
             return Err(ObjectError::QuorumNotReached {
                 durable: applied.len() + usize::from(plan.local),
                 needed: plan.needed,
             });
         }
-        Ok(Some(prepared))
-    }
-
-    /// Quorum mode, for changes that are not new versions with data (deletes, tag
-    /// changes): refuse at once when fewer than a majority of the key's replicas seem
-    /// alive, so the change is not made.
-    pub(crate) fn check_quorum_reachable(&self, bucket: &str, key: &str) -> Result<()> {
-        if !self.cluster.quorum_required() {
-            return Ok(());
-        }
-        let Some(plan) = self.cluster.quorum_plan(bucket, key) else {
-            return Ok(());
-        };
-        let alive = self.cluster.live_count(&plan.peers) + usize::from(plan.local);
-        if alive < plan.needed {
-            return Err(ObjectError::QuorumNotReached {
-                durable: alive,
-                needed: plan.needed,
-            });
-        }
-        Ok(())
-    }
-
-    /// Quorum mode, after such a change was committed here: wait until a majority of
-    /// the key's replicas applied it (it travels through the replication queue, where it
-    /// was queued after `since`, a [`bucketdb_cluster::Cluster::queue_mark`] taken
-    /// before the change). Without a majority within `replication_timeout` the answer is
-    /// 503, though the change stays made here and reaches the replicas later.
-    pub(crate) async fn await_quorum_replication(
-        &self,
-        bucket: &str,
-        key: &str,
-        since: u64,
-    ) -> Result<()> {
-        if !self.cluster.quorum_required() {
-            return Ok(());
-        }
-        let Some(plan) = self.cluster.quorum_plan(bucket, key) else {
-            return Ok(());
-        };
-        let from_peers = plan.needed.saturating_sub(usize::from(plan.local));
-        if from_peers == 0 {
-            return Ok(());
-        }
-        let until = self.cluster.queue_mark()?;
-        let peers: Vec<String> = plan.peers.into_iter().map(|(id, _)| id).collect();
-        let done = self
-            .cluster
-            .wait_replicated(
-                &peers,
-                (since, until),
-                from_peers,
-                self.replication_timeout(),
-            )
-            .await?;
-        if done < from_peers {
-            return Err(ObjectError::QuorumNotReached {
-                durable: done + usize::from(plan.local),
-                needed: plan.needed,
-            });
-        }
-        Ok(())
+        Ok(target)
     }
 
     /// How long a prepared copy is kept without its commit or abort.
@@ -148,7 +156,7 @@ impl ObjectService {
         let stale = expired_keys(
             self.cluster.meta().read()?.as_ref(),
             Table::Pending,
-            &mut |v| Ok(decode::<PendingVersion>(v)?.prepared_ms <= cutoff),
+            &mut |v| Ok(decode::<PendingChange>(v)?.prepared_ms <= cutoff),
         )?;
         if stale.is_empty() {
             return Ok(0);
@@ -161,9 +169,9 @@ impl ObjectService {
                 let mut freed = false;
                 for k in stale {
                     if let Some(v) = kv.get(Table::Pending, &k)? {
-                        let p: PendingVersion = decode(&v)?;
+                        let p: PendingChange = decode(&v)?;
                         kv.delete(Table::Pending, &k)?;
-                        freed |= release_refs(kv, p.record.chunks(), now_ms)?;
+                        freed |= release_refs(kv, p.chunks(), now_ms)?;
                     }
                 }
                 Ok(freed)
@@ -173,21 +181,36 @@ impl ObjectService {
         Ok(n)
     }
 
-    /// Tell the replicas to drop a prepared version (in the background: a replica that
+    /// The commit of a change prepared as `prepared` (if it was) ended: a failed
+    /// commit aborts the prepared copies. Passes the commit's result on.
+    pub(crate) fn after_commit<T>(
+        &self,
+        prepared: Option<Prepared>,
+        committed: Result<T>,
+    ) -> Result<T> {
+        if committed.is_err()
+            && let Some(p) = prepared
+        {
+            self.abort_prepared(p);
+        }
+        committed
+    }
+
+    /// Tell the replicas to drop a prepared change (in the background: a replica that
     /// misses it drops the copy when it expires).
-    pub(crate) fn abort_prepared(&self, bucket: &str, rec: &ObjectRecord, prepared: Prepared) {
+    fn abort_prepared(&self, prepared: Prepared) {
         let payload = ReplPayload::Abort {
-            bucket: bucket.to_string(),
-            key: rec.key.clone(),
-            version_id: rec.version_id.clone(),
-            seq: rec.seq,
+            bucket: prepared.bucket,
+            key: prepared.key,
+            version_id: prepared.version_id,
+            seq: prepared.seq,
         };
         let cluster = self.cluster.clone();
         let timeout = self.replication_timeout();
         self.spawn_best_effort(async move {
             let n = prepared.peers.len();
             if let Err(e) = cluster.send_now(&prepared.peers, payload, n, timeout).await {
-                tracing::debug!(error = %e, "aborting a prepared version failed");
+                tracing::debug!(error = %e, "aborting a prepared change failed");
             }
         });
     }
@@ -217,22 +240,28 @@ impl ObjectService {
     }
 }
 
-/// Hold a version another node prepared: its chunks are referenced (kept), the record
-/// waits, invisible, for the commit or the abort.
+/// Hold a change another node prepared: a version's chunks are referenced (kept), and
+/// the change waits, invisible, for the commit or the abort. A copy already prepared
+/// at the same version and `seq` is kept as it is (a retried prepare).
 pub(crate) fn hold_prepared(
     kv: &mut dyn KvWrite,
     source: &str,
     bucket: &str,
-    record: ObjectRecord,
-    inline: Option<Vec<u8>>,
+    change: PreparedChange,
     now_ms: u64,
 ) -> Result<()> {
     load_bucket(kv, bucket)?;
-    let pkey = pending_key(bucket, &record.key, &record.version_id, record.seq);
+    let pending = PendingChange {
+        source: source.to_string(),
+        bucket: bucket.to_string(),
+        prepared_ms: now_ms,
+        change,
+    };
+    let pkey = pending_key(bucket, pending.key(), pending.version_id(), pending.seq());
     if kv.get(Table::Pending, &pkey)?.is_some() {
         return Ok(());
     }
-    let prefix = pending_prefix(bucket, &record.key, &record.version_id);
+    let prefix = pending_prefix(bucket, pending.key(), pending.version_id());
     let end = prefix_end(&prefix);
     if kv
         .scan(
@@ -248,19 +277,12 @@ pub(crate) fn hold_prepared(
             "too many prepared copies of one version".into(),
         ));
     }
-    add_refs(kv, record.chunks())?;
-    let pending = PendingVersion {
-        source: source.to_string(),
-        bucket: bucket.to_string(),
-        prepared_ms: now_ms,
-        record,
-        inline,
-    };
+    add_refs(kv, pending.chunks())?;
     kv.put(Table::Pending, &pkey, &encode(&pending)?)?;
     Ok(())
 }
 
-/// Drop prepared copies of a version with `seq <= up_to` (committed or aborted);
+/// Drop prepared changes of a version with `seq <= up_to` (committed or aborted);
 /// returns whether chunks became garbage.
 pub(crate) fn release_prepared(
     kv: &mut dyn KvWrite,
@@ -279,10 +301,10 @@ pub(crate) fn release_prepared(
         end.as_deref(),
         PENDING_PER_VERSION_MAX,
     )? {
-        let p: PendingVersion = decode(&v)?;
-        if p.record.seq <= up_to {
+        let p: PendingChange = decode(&v)?;
+        if p.seq() <= up_to {
             kv.delete(Table::Pending, &k)?;
-            freed |= release_refs(kv, p.record.chunks(), now_ms)?;
+            freed |= release_refs(kv, p.chunks(), now_ms)?;
         }
     }
     Ok(freed)

@@ -13,7 +13,7 @@ use bucketdb_cluster::replication::{
 };
 use bucketdb_store::keys::{bucket_prefix, prefix_end, tombstone_key, version_key};
 use bucketdb_store::records::{
-    BucketConfig, BucketRecord, ObjectRecord, Tombstone, decode, encode,
+    BucketConfig, BucketRecord, ObjectRecord, PreparedChange, Tombstone, decode, encode,
 };
 use bucketdb_store::{ChunkRef, KvWrite, Table};
 
@@ -113,7 +113,9 @@ impl ObjectService {
                     if load_bucket(kv, &bucket).is_err() {
                         return Ok(false);
                     }
-                    let mut freed = false;
+                    // The commit of a removal prepared here, or the end of a version
+                    // prepared here that is removed already.
+                    let mut freed = release_prepared(kv, &bucket, &key, &version_id, seq, now_ms)?;
                     if let Some((vkey, old)) = find_version(kv, &bucket, &key, &version_id)?
                         && old.seq <= seq
                     {
@@ -137,10 +139,37 @@ impl ObjectService {
                 let held = self
                     .cluster
                     .meta()
-                    .write(move |kv| hold_prepared(kv, &source, &bucket, rec, inline, now_ms))
+                    .write(move |kv| {
+                        let change = PreparedChange::Version {
+                            record: Box::new(rec),
+                            inline,
+                        };
+                        hold_prepared(kv, &source, &bucket, change, now_ms)
+                    })
                     .await;
                 self.cluster.drop_unreferenced(fetched).await?;
                 held?;
+            }
+            ReplPayload::PrepareRemoval {
+                bucket,
+                key,
+                version_id,
+                seq,
+            } => {
+                validate_bucket_name(&bucket)?;
+                validate_key(&key)?;
+                let (source, now_ms) = (source.to_string(), self.now_ms());
+                self.cluster
+                    .meta()
+                    .write(move |kv| {
+                        let change = PreparedChange::Removal {
+                            key,
+                            version_id,
+                            seq,
+                        };
+                        hold_prepared(kv, &source, &bucket, change, now_ms)
+                    })
+                    .await?;
             }
             ReplPayload::Abort {
                 bucket,

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use bucketdb_store::Table;
 use bucketdb_store::keys::{object_key, version_key};
 use bucketdb_store::records::{ObjectRecord, decode, encode};
+use bucketdb_store::{KvRead, Table};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
@@ -22,8 +22,8 @@ impl ObjectService {
     }
 
     /// Replace the tags of the current version (or of `version_id`); returns the
-    /// updated version. In quorum mode the change is acknowledged once a majority of the
-    /// key's replicas applied it.
+    /// updated version. In quorum mode the new tags are prepared on a majority of the
+    /// key's replicas first: without one they are not set and the answer is 503.
     pub async fn put_tags(
         self: &Arc<Self>,
         bucket: &str,
@@ -34,46 +34,71 @@ impl ObjectService {
         validate_bucket_name(bucket)?;
         validate_key(key)?;
         validate_tags(&tags)?;
-        self.check_quorum_reachable(bucket, key)?;
-        let since = self.cluster.queue_mark()?;
+        let prepared = match self.quorum_plan(bucket, key) {
+            Some(plan) => {
+                let (mut rec, inline) = {
+                    let kv = self.cluster.meta().read()?;
+                    let (vkey, rec, _) = tag_target(kv.as_ref(), bucket, key, version_id)?;
+                    (rec, kv.get(Table::Inline, &vkey)?)
+                };
+                rec.tags = tags.clone();
+                Some(
+                    self.prepare_record(plan, bucket, &rec, inline.as_deref())
+                        .await?,
+                )
+            }
+            None => None,
+        };
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let version_id = version_id.map(str::to_string);
         let svc = self.clone();
-        let (target, name) = (bucket.clone(), key.clone());
-        let rec = self
+        let committed = self
             .cluster
             .meta()
             .write(move |kv| -> Result<_> {
-                load_bucket(kv, &bucket)?;
-                let ok = object_key(&bucket, &key);
-                let current: Option<ObjectRecord> = kv
-                    .get(Table::Current, &ok)?
-                    .map(|v| decode(&v))
-                    .transpose()?;
-                let (vkey, mut rec) = match &version_id {
-                    Some(v) => find_version(kv, &bucket, &key, v)?
-                        .ok_or_else(|| ObjectError::NoSuchVersion(v.clone()))?,
-                    None => {
-                        let rec = current
-                            .clone()
-                            .ok_or_else(|| ObjectError::NoSuchKey(key.clone()))?;
-                        (version_key(&bucket, &key, rec.seq), rec)
-                    }
-                };
-                if rec.delete_marker {
-                    return Err(ObjectError::MethodNotAllowed);
-                }
+                let (vkey, mut rec, current) =
+                    tag_target(&*kv, &bucket, &key, version_id.as_deref())?;
                 rec.tags = tags;
                 let encoded = encode(&rec)?;
                 kv.put(Table::Versions, &vkey, &encoded)?;
-                if current.is_some_and(|c| c.seq == rec.seq) {
-                    kv.put(Table::Current, &ok, &encoded)?;
+                if current {
+                    kv.put(Table::Current, &object_key(&bucket, &key), &encoded)?;
                 }
                 svc.replicate_version(kv, &bucket, &rec)?;
                 Ok(rec)
             })
-            .await?;
-        self.await_quorum_replication(&target, &name, since).await?;
-        Ok(rec)
+            .await;
+        self.after_commit(prepared, committed)
     }
+}
+
+/// The version whose tags a change of `bucket/key`'s tags (or of its version
+/// `version_id`) replaces: its key in the versions table, its record, and whether it is
+/// the current version.
+fn tag_target(
+    kv: &dyn KvRead,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<(Vec<u8>, ObjectRecord, bool)> {
+    load_bucket(kv, bucket)?;
+    let current: Option<ObjectRecord> = kv
+        .get(Table::Current, &object_key(bucket, key))?
+        .map(|v| decode(&v))
+        .transpose()?;
+    let (vkey, rec) = match version_id {
+        Some(v) => find_version(kv, bucket, key, v)?
+            .ok_or_else(|| ObjectError::NoSuchVersion(v.to_string()))?,
+        None => {
+            let rec = current
+                .clone()
+                .ok_or_else(|| ObjectError::NoSuchKey(key.to_string()))?;
+            (version_key(bucket, key, rec.seq), rec)
+        }
+    };
+    if rec.delete_marker {
+        return Err(ObjectError::MethodNotAllowed);
+    }
+    let is_current = current.is_some_and(|c| c.seq == rec.seq);
+    Ok((vkey, rec, is_current))
 }

@@ -5,7 +5,7 @@
 use bucketdb_cluster::replication::ReplOp;
 use bucketdb_store::keys::{object_key, prefix_end, tombstone_key, version_key, versions_prefix};
 use bucketdb_store::records::{
-    BucketRecord, ObjectRecord, PendingVersion, Tombstone, Versioning, decode, encode,
+    BucketRecord, ObjectRecord, PendingChange, Tombstone, Versioning, decode, encode,
 };
 use bucketdb_store::{KvRead, KvWrite, StoreError, Table};
 
@@ -144,8 +144,8 @@ pub(crate) fn key_state_seq(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<
 /// write in flight).
 const MAX_PENDING_PER_KEY: usize = 64;
 
-/// The newest copy of `bucket/key` prepared here above `above`, as its `seq` and its
-/// coordinator's node id.
+/// The newest change of `bucket/key` prepared here above `above` (a version or a
+/// removal), as its `seq` and its coordinator's node id.
 pub(crate) fn newest_pending(
     kv: &dyn KvRead,
     bucket: &str,
@@ -156,12 +156,9 @@ pub(crate) fn newest_pending(
     let end = prefix_end(&prefix);
     let mut newest: Option<(u64, String)> = None;
     for (_, v) in kv.scan(Table::Pending, &prefix, end.as_deref(), MAX_PENDING_PER_KEY)? {
-        let p: PendingVersion = decode(&v)?;
-        if p.record.key == key
-            && p.record.seq > above
-            && newest.as_ref().is_none_or(|(s, _)| p.record.seq > *s)
-        {
-            newest = Some((p.record.seq, p.source));
+        let p: PendingChange = decode(&v)?;
+        if p.key() == key && p.seq() > above && newest.as_ref().is_none_or(|(s, _)| p.seq() > *s) {
+            newest = Some((p.seq(), p.source));
         }
     }
     Ok(newest)

@@ -220,6 +220,62 @@ async fn prepared_versions_stay_invisible_until_committed_and_expire_if_never() 
 }
 
 #[tokio::test]
+async fn prepared_removals_change_nothing_until_committed() {
+    let env = Env::with_config(multipart_config());
+    env.create_versioned_bucket("bkt").await;
+    let local = env.put("bkt", "k", &vec![4u8; 300 * 1024]).await;
+    let removal = |seq| ReplPayload::PrepareRemoval {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        version_id: local.version_id.clone(),
+        seq,
+    };
+    let visible = |env: &Env| env.svc.head_object("bkt", "k", None).is_ok();
+
+    // Prepared, then aborted: the version stays.
+    assert_eq!(apply(&env, vec![removal(local.seq)]).await, [0]);
+    assert_eq!(pending_count(&env), 1);
+    assert!(visible(&env), "a prepared removal is invisible");
+    let abort = ReplPayload::Abort {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        version_id: local.version_id.clone(),
+        seq: local.seq,
+    };
+    assert_eq!(apply(&env, vec![abort]).await, [0]);
+    assert_eq!(pending_count(&env), 0);
+    assert!(visible(&env));
+
+    // Prepared, then committed: the commit removes the version and its prepared
+    // removal. A prepared copy of a version removed before its commit goes too.
+    let doomed = variant(&local, "0000000000000000000000000000doomed", local.seq + 1);
+    let prepared = vec![removal(local.seq), prepare("bkt", &doomed)];
+    assert_eq!(apply(&env, prepared).await, [0, 1]);
+    assert_eq!(pending_count(&env), 2);
+    let removed = |rec: &ObjectRecord| ReplPayload::Removed {
+        bucket: "bkt".into(),
+        key: "k".into(),
+        version_id: rec.version_id.clone(),
+        seq: rec.seq,
+    };
+    assert_eq!(
+        apply(&env, vec![removed(&local), removed(&doomed)]).await,
+        [0, 1]
+    );
+    assert_eq!(pending_count(&env), 0);
+    assert!(!visible(&env));
+    // A removal for a bucket this node does not have is not held (retried later).
+    let elsewhere = ReplPayload::PrepareRemoval {
+        bucket: "nobucket".into(),
+        key: "k".into(),
+        version_id: "null".into(),
+        seq: 1,
+    };
+    assert!(apply(&env, vec![elsewhere]).await.is_empty());
+    assert_fsck_clean(env).await;
+}
+
+#[tokio::test]
 async fn a_chunk_queued_for_gc_and_referenced_again_is_kept() {
     let env = Env::with_config(bucketdb_object::ServiceConfig {
         gc_grace_ms: 0,

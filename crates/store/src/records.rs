@@ -64,19 +64,96 @@ pub struct Tombstone {
 
 impl Record for Tombstone {}
 
-/// Quorum mode: a version another node prepared here. Its chunks are referenced (kept)
-/// but it is not visible until the coordinator's commit installs it.
+/// Quorum mode: a change another node prepared here, invisible until the coordinator's
+/// commit arrives; dropped on its abort or when it expires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingVersion {
+pub struct PendingChange {
     /// The coordinator's node id.
     pub source: String,
     pub bucket: String,
     pub prepared_ms: u64,
-    pub record: ObjectRecord,
-    pub inline: Option<Vec<u8>>,
+    pub change: PreparedChange,
 }
 
-impl Record for PendingVersion {}
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PreparedChange {
+    /// A new version, or new tags of one: its chunks are referenced (kept).
+    Version {
+        record: Box<ObjectRecord>,
+        inline: Option<Vec<u8>>,
+    },
+    /// The removal of a version, with the `seq` its tombstone will have.
+    Removal {
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+}
+
+impl PendingChange {
+    pub fn key(&self) -> &str {
+        match &self.change {
+            PreparedChange::Version { record, .. } => &record.key,
+            PreparedChange::Removal { key, .. } => key,
+        }
+    }
+
+    pub fn version_id(&self) -> &str {
+        match &self.change {
+            PreparedChange::Version { record, .. } => &record.version_id,
+            PreparedChange::Removal { version_id, .. } => version_id,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match &self.change {
+            PreparedChange::Version { record, .. } => record.seq,
+            PreparedChange::Removal { seq, .. } => *seq,
+        }
+    }
+
+    /// The chunks the prepared change keeps referenced.
+    pub fn chunks(&self) -> &[ChunkRef] {
+        match &self.change {
+            PreparedChange::Version { record, .. } => record.chunks(),
+            PreparedChange::Removal { .. } => &[],
+        }
+    }
+}
+
+/// Format 1 of `PendingChange`, when only new versions were prepared.
+#[derive(Serialize, Deserialize)]
+struct PendingVersionV1 {
+    source: String,
+    bucket: String,
+    prepared_ms: u64,
+    record: ObjectRecord,
+    inline: Option<Vec<u8>>,
+}
+
+impl Record for PendingChange {
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
+        match version {
+            1 => {
+                let v1: PendingVersionV1 = postcard_decode(body)?;
+                Ok(PendingChange {
+                    source: v1.source,
+                    bucket: v1.bucket,
+                    prepared_ms: v1.prepared_ms,
+                    change: PreparedChange::Version {
+                        record: Box::new(v1.record),
+                        inline: v1.inline,
+                    },
+                })
+            }
+            _ => Err(StoreError::Decode(format!(
+                "unknown pending change format {version}"
+            ))),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Versioning {
@@ -459,5 +536,52 @@ mod tests {
         assert!(c.public_read);
         assert_eq!(c.tags, v1.tags);
         assert!(c.cors.is_empty());
+    }
+
+    #[test]
+    fn format_1_pending_versions_are_read_as_prepared_versions() {
+        let record = ObjectRecord {
+            key: "k".into(),
+            version_id: "null".into(),
+            seq: 11,
+            delete_marker: false,
+            created_ms: 1,
+            size: 2,
+            etag: "e".into(),
+            sha256: "s".into(),
+            content_type: "c".into(),
+            user_meta: vec![],
+            tags: vec![],
+            part_sizes: vec![],
+            body: Body::Inline,
+            checksums: vec![],
+            headers: StandardHeaders::default(),
+        };
+        let v1 = PendingVersionV1 {
+            source: "n1".into(),
+            bucket: "b".into(),
+            prepared_ms: 4,
+            record: record.clone(),
+            inline: Some(b"hi".to_vec()),
+        };
+        let got: PendingChange = decode(&with_version(1, &v1)).unwrap();
+        assert_eq!((got.key(), got.seq(), got.source.as_str()), ("k", 11, "n1"));
+        assert_eq!(
+            got.change,
+            PreparedChange::Version {
+                record: Box::new(record),
+                inline: Some(b"hi".to_vec())
+            }
+        );
+        let removal = PendingChange {
+            change: PreparedChange::Removal {
+                key: "k".into(),
+                version_id: "null".into(),
+                seq: 12,
+            },
+            ..got
+        };
+        let back: PendingChange = decode(&encode(&removal).unwrap()).unwrap();
+        assert_eq!((back.seq(), back.chunks().len()), (12, 0));
     }
 }

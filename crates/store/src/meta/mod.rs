@@ -42,8 +42,9 @@ pub enum Table {
     /// `bucket NUL key NUL version_id` → `Tombstone`: versions removed here, so a late
     /// copy arriving from another node is not installed again
     Tombstones,
-    /// `bucket NUL key NUL version_id NUL seq` → `PendingVersion`: quorum mode, a version
-    /// prepared here (chunks held, invisible) until its coordinator commits or aborts it
+    /// `bucket NUL key NUL version_id NUL seq` → `PendingChange`: quorum mode, a new
+    /// version (chunks held), new tags or a removal prepared here, invisible until its
+    /// coordinator commits or aborts it
     Pending,
     /// bucket name → `u64`: when the bucket last changed (microseconds, only growing),
     /// so replicas apply bucket changes in the order they were made; kept after a
