@@ -1246,3 +1246,58 @@ async fn silent_coordinator() {
     sim.net.silence(&silent, false);
     sim.stop_all().await;
 }
+
+/// Quorum mode: a change is acknowledged only once a majority of its replicas applied
+/// it, so the other nodes serve it even when its coordinator is cut off the moment it
+/// answers (before its replication queue could deliver anything).
+#[test]
+fn an_acknowledged_quorum_change_is_served_when_its_coordinator_is_cut_off_at_once() {
+    simulate(0, coordinator_cut_off_after_answering());
+}
+
+async fn coordinator_cut_off_after_answering() {
+    let mut sim = Sim::start(0, true).await;
+    let n0 = sim.nodes[0].sim_addr.clone();
+    let mut checked = 0;
+    for k in 0..KEYS_TRIED {
+        if checked == KEYS_CHECKED {
+            break;
+        }
+        let key = format!("key-{k}");
+        let path = format!("/objects/{BUCKET}/{key}");
+        let expected = format!("body of {key}");
+        let body = expected.clone().into_bytes();
+        let before = forwarded_by(&sim, 0).await.expect("stats of n0");
+        assert_eq!(sim.status(0, "POST", &key, &body).await, Some(201));
+        sim.net.isolate(&n0, true).await;
+        // Only keys n0 coordinates (it forwarded nothing) test the point.
+        let coordinated_by_n0 = forwarded_by(&sim, 0).await.expect("stats of n0") == before;
+        if coordinated_by_n0 {
+            let r = sim.send(1, "GET", &path, None).await.expect("GET via n1");
+            let got = String::from_utf8_lossy(&r.body);
+            assert_eq!((r.status, got.as_ref()), (200, expected.as_str()), "{key}");
+        }
+        sim.net.isolate(&n0, false).await;
+        if !coordinated_by_n0 {
+            continue;
+        }
+        // The same for a delete.
+        assert_eq!(sim.status(0, "DELETE", &key, b"").await, Some(204));
+        sim.net.isolate(&n0, true).await;
+        let r = sim.send(2, "GET", &path, None).await.expect("GET via n2");
+        assert_eq!(r.status, 404, "{key}");
+        sim.net.isolate(&n0, false).await;
+        checked += 1;
+    }
+    assert_eq!(checked, KEYS_CHECKED, "too few keys coordinated by n0");
+    sim.stop_all().await;
+}
+
+/// Keys n0 coordinates that the cut-off test checks, and keys it tries to find them.
+const KEYS_CHECKED: usize = 3;
+const KEYS_TRIED: usize = 40;
+
+/// Requests node `i` forwarded to other coordinators so far.
+async fn forwarded_by(sim: &Sim, i: usize) -> Option<u64> {
+    sim.json(i, "/stats").await?["forwardedRequests"].as_u64()
+}

@@ -677,6 +677,24 @@ impl Cluster {
         Ok(n)
     }
 
+    /// Send a change just committed here (`op`, as it is stored now) to `peers` at
+    /// once, as [`Cluster::send_now`] does; the ids of those that applied it in time.
+    /// It is queued for them as well, so one that misses it gets it later.
+    pub async fn commit_now(
+        &self,
+        peers: &[(String, String)],
+        op: ReplOp,
+        enough: usize,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let payload = materialise(self.meta.read()?.as_ref(), op)?;
+        match payload {
+            Some(payload) => self.send_now(peers, payload, enough, timeout).await,
+            // Changed again meanwhile: that later change travels on its own.
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// How many of `peers` this node does not believe down.
     pub fn live_count(&self, peers: &[(String, String)]) -> usize {
         let Some(m) = self.membership.get() else {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketdb_cluster::membership::network::PATH_DELETE;
-use bucketdb_cluster::replication::{decode_message, encode_message};
+use bucketdb_cluster::replication::{ReplOp, decode_message, encode_message};
 use bucketdb_store::KvRead;
 use bucketdb_store::records::{Body, ObjectRecord};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key};
 use crate::quorum::Prepared;
-use crate::versions::{DeleteOutcome, NULL_VERSION, find_version, load_bucket};
+use crate::versions::{DeleteOutcome, NULL_VERSION, find_version, load_bucket, version_op};
 use bucketdb_store::records::{BucketRecord, Versioning};
 
 /// How much longer than the replication timeout (the coordinator's own quorum wait) a
@@ -149,12 +149,18 @@ impl ObjectService {
         let committed = self
             .commit_deletion(bucket, key, move |_, _| Ok(Some(deletion)))
             .await;
-        Ok(self
-            .after_commit(prepared, committed)?
-            .unwrap_or(DeleteOutcome {
+        let done = self
+            .finish_prepared(prepared, committed, |done| {
+                done.as_ref().and_then(|(_, op)| op.clone())
+            })
+            .await?;
+        Ok(done.map_or(
+            DeleteOutcome {
                 version_id: None,
                 delete_marker: false,
-            }))
+            },
+            |(outcome, _)| outcome,
+        ))
     }
 
     /// [`ObjectService::delete_object`] without a quorum, done only if `still_wanted`
@@ -172,10 +178,12 @@ impl ObjectService {
         validate_key(key)?;
         let svc = self.clone();
         let (name, version_id) = (key.to_string(), version_id.map(str::to_string));
-        self.commit_deletion(bucket, key, move |kv, b| {
-            Ok(still_wanted(kv)?.then(|| svc.deletion_for(b, &name, version_id.as_deref())))
-        })
-        .await
+        let done = self
+            .commit_deletion(bucket, key, move |kv, b| {
+                Ok(still_wanted(kv)?.then(|| svc.deletion_for(b, &name, version_id.as_deref())))
+            })
+            .await?;
+        Ok(done.map(|(outcome, _)| outcome))
     }
 
     /// What deleting `key` (or its version `version_id`) in bucket `b` does now.
@@ -230,13 +238,14 @@ impl ObjectService {
     }
 
     /// Make the deletion `decide` picks inside the commit's transaction (given the
-    /// bucket as it is there); `None` when it picks none.
+    /// bucket as it is there); `None` when it picks none. With the outcome comes what
+    /// was queued for the replicas, if anything changed.
     async fn commit_deletion(
         self: &Arc<Self>,
         bucket: &str,
         key: &str,
         decide: impl FnOnce(&dyn KvRead, &BucketRecord) -> Result<Option<Deletion>> + Send + 'static,
-    ) -> Result<Option<DeleteOutcome>> {
+    ) -> Result<Option<(DeleteOutcome, Option<ReplOp>)>> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let svc = self.clone();
         let (outcome, freed) = self
@@ -252,25 +261,22 @@ impl ObjectService {
                         version_id,
                         at_least_seq,
                     } => {
-                        let (removed, freed) =
+                        let (removed, freed, op) =
                             svc.remove_version(kv, &bucket, &key, &version_id, at_least_seq)?;
-                        Ok((
-                            Some(DeleteOutcome {
-                                delete_marker: removed.as_ref().is_some_and(|r| r.delete_marker),
-                                version_id: removed.map(|r| r.version_id),
-                            }),
-                            freed,
-                        ))
+                        let outcome = DeleteOutcome {
+                            delete_marker: removed.as_ref().is_some_and(|r| r.delete_marker),
+                            version_id: removed.map(|r| r.version_id),
+                        };
+                        Ok((Some((outcome, op)), freed))
                     }
                     Deletion::Marker(marker) => {
                         let (rec, freed) = svc.install_version(kv, &b, *marker, None)?;
-                        Ok((
-                            Some(DeleteOutcome {
-                                version_id: Some(rec.version_id),
-                                delete_marker: true,
-                            }),
-                            freed,
-                        ))
+                        let op = version_op(&bucket, &rec);
+                        let outcome = DeleteOutcome {
+                            version_id: Some(rec.version_id),
+                            delete_marker: true,
+                        };
+                        Ok((Some((outcome, Some(op))), freed))
                     }
                 }
             })

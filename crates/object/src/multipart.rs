@@ -16,7 +16,7 @@ use crate::ingest::{ByteStream, IngestLimits, StoredBody, chunks_sha256, ingest}
 use crate::names::{validate_bucket_name, validate_key};
 use crate::put::{BodyChecksums, DEFAULT_CONTENT_TYPE, PutOptions};
 use crate::refs::{add_refs, release_refs};
-use crate::versions::load_bucket;
+use crate::versions::{load_bucket, version_op};
 
 pub const MAX_PART_NUMBER: u32 = 10_000;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -345,7 +345,11 @@ impl ObjectService {
                 Ok((rec, freed))
             })
             .await;
-        let (rec, freed) = self.after_commit(prepared, committed)?;
+        let (rec, freed) = self
+            .finish_prepared(prepared, committed, |(rec, _)| {
+                Some(version_op(&bucket, rec))
+            })
+            .await?;
         self.wake_gc(freed);
         Ok(rec)
     }

@@ -11,6 +11,7 @@ use crate::names::{
     CONTENT_TYPE_MAX_BYTES, validate_bucket_name, validate_key, validate_standard_headers,
     validate_tags, validate_user_meta,
 };
+use crate::versions::version_op;
 use crate::{Conditions, ObjectService};
 
 /// The content type of objects uploaded without one.
@@ -188,7 +189,11 @@ impl ObjectService {
                     .await
             })
             .await;
-        let (rec, freed) = self.after_commit(prepared, committed)?;
+        let (rec, freed) = self
+            .finish_prepared(prepared, committed, |(rec, _)| {
+                Some(version_op(&target, rec))
+            })
+            .await?;
         self.wake_gc(freed);
         if creating {
             self.cluster.push_bucket_now(&target).await;

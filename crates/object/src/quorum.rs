@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bucketdb_cluster::replication::{QuorumPlan, ReplPayload};
+use bucketdb_cluster::replication::{QuorumPlan, ReplOp, ReplPayload};
 use bucketdb_store::keys::{pending_key, pending_prefix, prefix_end, tombstone_key};
 use bucketdb_store::records::{
     ObjectRecord, PendingChange, PreparedChange, Versioning, decode, encode,
@@ -30,9 +30,10 @@ const PENDING_PER_VERSION_MAX: usize = 64;
 pub const PREPARED_TTL_MIN: Duration = Duration::from_secs(60);
 const PREPARED_TTL_TIMEOUTS: u32 = 10;
 
-/// A change prepared on enough replicas; [`ObjectService::abort_prepared`] undoes it.
+/// A change prepared on enough replicas, to be finished by
+/// [`ObjectService::finish_prepared`].
 pub(crate) struct Prepared {
-    peers: Vec<(String, String)>,
+    plan: QuorumPlan,
     bucket: String,
     key: String,
     version_id: String,
@@ -85,13 +86,13 @@ impl ObjectService {
             inline: inline.map(<[u8]>::to_vec),
         };
         let target = Prepared {
-            peers: plan.peers.clone(),
+            plan,
             bucket: bucket.to_string(),
             key: rec.key.clone(),
             version_id: rec.version_id.clone(),
             seq: rec.seq,
         };
-        self.prepare_on_majority(plan, payload, target).await
+        self.prepare_on_majority(payload, target).await
     }
 
     /// Prepare the removal of `bucket/key`'s version `version_id`, its tombstone at
@@ -111,34 +112,35 @@ impl ObjectService {
             seq,
         };
         let target = Prepared {
-            peers: plan.peers.clone(),
+            plan,
             bucket: bucket.to_string(),
             key: key.to_string(),
             version_id: version_id.to_string(),
             seq,
         };
-        self.prepare_on_majority(plan, payload, target).await
+        self.prepare_on_majority(payload, target).await
     }
 
     /// Send a prepare to the replicas `plan` names; the change it prepares, once
     /// enough of them hold it. Otherwise it is aborted and the answer is 503.
     async fn prepare_on_majority(
         &self,
-        plan: QuorumPlan,
         payload: ReplPayload,
         target: Prepared,
     ) -> Result<Prepared> {
+        let plan = &target.plan;
         let from_peers = plan.needed.saturating_sub(usize::from(plan.local));
         let applied = self
             .cluster
             .send_now(&plan.peers, payload, from_peers, self.replication_timeout())
             .await?;
         if applied.len() < from_peers {
-            self.abort_prepared(target);
-            return Err(ObjectError::QuorumNotReached {
+            let error = ObjectError::QuorumNotReached {
                 durable: applied.len() + usize::from(plan.local),
                 needed: plan.needed,
-            });
+            };
+            self.abort_prepared(target);
+            return Err(error);
         }
         Ok(target)
     }
@@ -181,19 +183,55 @@ impl ObjectService {
         Ok(n)
     }
 
-    /// The commit of a change prepared as `prepared` (if it was) ended: a failed
-    /// commit aborts the prepared copies. Passes the commit's result on.
-    pub(crate) fn after_commit<T>(
+    /// The commit here of a change prepared as `prepared` (if it was) ended with
+    /// `committed`. A failed commit aborts the prepared copies. A change made is sent to
+    /// the replicas at once (`commit` names what was queued for them), and the answer
+    /// waits until a majority, this node included, applied it, so a read of any
+    /// majority finds it even if this node fails right after acknowledging. Should the
+    /// replicas fail between the two phases, the change is still acknowledged: it is
+    /// committed here, prepared there, and queued for them.
+    pub(crate) async fn finish_prepared<T>(
         &self,
         prepared: Option<Prepared>,
         committed: Result<T>,
+        commit: impl FnOnce(&T) -> Option<ReplOp>,
     ) -> Result<T> {
-        if committed.is_err()
-            && let Some(p) = prepared
-        {
-            self.abort_prepared(p);
+        let Some(prepared) = prepared else {
+            return committed;
+        };
+        let done = match committed {
+            Ok(done) => done,
+            Err(e) => {
+                self.abort_prepared(prepared);
+                return Err(e);
+            }
+        };
+        let Some(op) = commit(&done) else {
+            return Ok(done);
+        };
+        let plan = &prepared.plan;
+        let from_peers = plan.needed.saturating_sub(usize::from(plan.local));
+        if from_peers == 0 {
+            return Ok(done);
         }
-        committed
+        let timeout = self.replication_timeout();
+        match self
+            .cluster
+            .commit_now(&plan.peers, op, from_peers, timeout)
+            .await
+        {
+            Ok(applied) if applied.len() >= from_peers => {}
+            Ok(applied) => tracing::warn!(
+                bucket = %prepared.bucket,
+                key = %prepared.key,
+                applied = applied.len(),
+                needed = from_peers,
+                "a quorum change was committed but reached too few replicas in time; \
+                 they get it from the replication queue"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sending a quorum commit failed"),
+        }
+        Ok(done)
     }
 
     /// Tell the replicas to drop a prepared change (in the background: a replica that
@@ -207,9 +245,10 @@ impl ObjectService {
         };
         let cluster = self.cluster.clone();
         let timeout = self.replication_timeout();
+        let peers = prepared.plan.peers;
         self.spawn_best_effort(async move {
-            let n = prepared.peers.len();
-            if let Err(e) = cluster.send_now(&prepared.peers, payload, n, timeout).await {
+            let n = peers.len();
+            if let Err(e) = cluster.send_now(&peers, payload, n, timeout).await {
                 tracing::debug!(error = %e, "aborting a prepared change failed");
             }
         });

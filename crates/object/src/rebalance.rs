@@ -25,7 +25,7 @@ use crate::ObjectService;
 use crate::buckets::MAX_BUCKETS;
 use crate::error::{ObjectError, Result};
 use crate::versions::{
-    find_version, refresh_current, remove_version_entry, tombstone_seq, write_tombstone,
+    find_version, refresh_current, remove_version_entry, tombstone_seq, version_op, write_tombstone,
 };
 
 /// Versions compared per page (one digest call per replica per page).
@@ -211,15 +211,7 @@ impl ObjectService {
                     DigestAnswer::Have => confirmed[*i] += 1,
                     DigestAnswer::Lacks => {
                         let h = &held[*i];
-                        queue.push((
-                            peer.to_string(),
-                            ReplOp::Version {
-                                bucket: h.bucket.clone(),
-                                key: h.rec.key.clone(),
-                                version_id: h.rec.version_id.clone(),
-                                seq: h.rec.seq,
-                            },
-                        ));
+                        queue.push((peer.to_string(), version_op(&h.bucket, &h.rec)));
                     }
                     DigestAnswer::Removed { seq } if seq >= held[*i].rec.seq => {
                         removed.push((*i, seq));

@@ -9,7 +9,7 @@ use bucketdb_store::{KvRead, Table};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key, validate_tags};
-use crate::versions::{find_version, load_bucket};
+use crate::versions::{find_version, load_bucket, version_op};
 
 impl ObjectService {
     pub async fn get_tags(
@@ -50,6 +50,7 @@ impl ObjectService {
             None => None,
         };
         let (bucket, key) = (bucket.to_string(), key.to_string());
+        let target = bucket.clone();
         let version_id = version_id.map(str::to_string);
         let svc = self.clone();
         let committed = self
@@ -68,7 +69,8 @@ impl ObjectService {
                 Ok(rec)
             })
             .await;
-        self.after_commit(prepared, committed)
+        self.finish_prepared(prepared, committed, |rec| Some(version_op(&target, rec)))
+            .await
     }
 }
 

@@ -164,6 +164,16 @@ pub(crate) fn newest_pending(
     Ok(newest)
 }
 
+/// The replication of `rec` as stored in `bucket`.
+pub(crate) fn version_op(bucket: &str, rec: &ObjectRecord) -> ReplOp {
+    ReplOp::Version {
+        bucket: bucket.to_string(),
+        key: rec.key.clone(),
+        version_id: rec.version_id.clone(),
+        seq: rec.seq,
+    }
+}
+
 /// Remove one stored version and everything hanging off it; returns whether GC has work.
 pub(crate) fn remove_version_entry(
     kv: &mut dyn KvWrite,
@@ -294,13 +304,7 @@ impl ObjectService {
         bucket: &str,
         rec: &ObjectRecord,
     ) -> Result<()> {
-        let op = ReplOp::Version {
-            bucket: bucket.to_string(),
-            key: rec.key.clone(),
-            version_id: rec.version_id.clone(),
-            seq: rec.seq,
-        };
-        Ok(self.cluster.enqueue(kv, &op)?)
+        Ok(self.cluster.enqueue(kv, &version_op(bucket, rec))?)
     }
 
     /// Permanently remove one version; the current version is recomputed. The removal
@@ -308,6 +312,8 @@ impl ObjectService {
     /// own `seq`, or up to `at_least_seq` when that is later: an unversioned delete
     /// passes its own time, so a write made elsewhere before the delete, but arriving
     /// here after it, stays deleted, even when this node never saw that write.
+    /// Returns the version removed, whether chunks became garbage, and the removal
+    /// queued for the replicas (none when nothing was removed).
     pub(crate) fn remove_version(
         &self,
         kv: &mut dyn KvWrite,
@@ -315,7 +321,7 @@ impl ObjectService {
         key: &str,
         version_id: &str,
         at_least_seq: u64,
-    ) -> Result<(Option<ObjectRecord>, bool)> {
+    ) -> Result<(Option<ObjectRecord>, bool, Option<ReplOp>)> {
         let now_ms = self.clock.now_ms();
         let (removed, freed, seq) = match find_version(kv, bucket, key, version_id)? {
             Some((vkey, rec)) => {
@@ -325,7 +331,7 @@ impl ObjectService {
                 (Some(rec), freed, seq)
             }
             None if at_least_seq > 0 => (None, false, at_least_seq),
-            None => return Ok((None, false)),
+            None => return Ok((None, false, None)),
         };
         write_tombstone(kv, bucket, key, version_id, seq, now_ms)?;
         let op = ReplOp::Removed {
@@ -335,7 +341,7 @@ impl ObjectService {
             seq,
         };
         self.cluster.enqueue(kv, &op)?;
-        Ok((removed, freed))
+        Ok((removed, freed, Some(op)))
     }
 
     /// A `seq` for a change made now: the clock in microseconds.
