@@ -2974,6 +2974,38 @@ async fn multipart_list_uploads_and_abort() {
         .unwrap();
     let keys: Vec<_> = out.uploads().iter().map(|u| u.key().unwrap()).collect();
     assert_eq!(keys, ["logs/b", "other"]);
+    // Markers: uploads of later keys, and with an upload id marker, the marker key's own
+    // uploads after that id (by id).
+    let mut z = [
+        create_upload(&c, "mpu", "z").await,
+        create_upload(&c, "mpu", "z").await,
+    ];
+    z.sort();
+    let page = |key_marker: &'static str, id_marker: Option<&str>, max: i32| {
+        c.list_multipart_uploads()
+            .bucket("mpu")
+            .key_marker(key_marker)
+            .set_upload_id_marker(id_marker.map(str::to_string))
+            .max_uploads(max)
+            .send()
+    };
+    let listed = |out: &aws_sdk_s3::operation::list_multipart_uploads::ListMultipartUploadsOutput| -> Vec<(String, String)> {
+        out.uploads()
+            .iter()
+            .map(|u| (u.key().unwrap().into(), u.upload_id().unwrap().into()))
+            .collect()
+    };
+    let out = page("logs/b", None, 10).await.unwrap();
+    let keys: Vec<_> = out.uploads().iter().map(|u| u.key().unwrap()).collect();
+    assert_eq!(keys, ["other", "z", "z"]);
+    let out = page("z", Some(&z[0]), 10).await.unwrap();
+    assert_eq!(listed(&out), [("z".to_string(), z[1].clone())]);
+    assert!(page("zz", None, 10).await.unwrap().uploads().is_empty());
+    let out = page("other", None, 1).await.unwrap();
+    assert_eq!(listed(&out), [("z".to_string(), z[0].clone())]);
+    assert_eq!(out.is_truncated(), Some(true));
+    assert_eq!(out.next_key_marker(), Some("z"));
+    assert_eq!(out.next_upload_id_marker(), Some(z[0].as_str()));
     // The aborted upload left no object behind.
     let f = failure(c.head_object().bucket("mpu").key("logs/a").send().await);
     assert_eq!(f.status, 404);

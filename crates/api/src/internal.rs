@@ -49,10 +49,16 @@ fn binary(body: impl Into<axum::body::Body>) -> Response {
         .into_response()
 }
 
-/// A replication or chunk request that failed: the sender retries later.
-fn data_error(e: &dyn std::fmt::Display) -> Response {
-    tracing::warn!(error = %e, "internal data request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e)
+/// The answer to a data request (replication, lookups, chunks, ...): its bytes, or an
+/// error the sender retries on later.
+fn data_reply<B: Into<axum::body::Body>, E: std::fmt::Display>(result: Result<B, E>) -> Response {
+    match result {
+        Ok(bytes) => binary(bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "internal data request failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e)
+        }
+    }
 }
 
 fn membership_error(e: &MembershipError) -> Response {
@@ -162,42 +168,12 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
             }),
             Err(e) => Err(MembershipError::BadRequest(e.to_string())),
         },
-        PATH_REPLICATE => {
-            return match state.service.apply_replicated(&body).await {
-                Ok(bytes) => binary(bytes),
-                Err(e) => data_error(&e),
-            };
-        }
-        PATH_LOOKUP => {
-            return match state.service.answer_lookup(&body) {
-                Ok(bytes) => binary(bytes),
-                Err(e) => data_error(&e),
-            };
-        }
-        PATH_DELETE => {
-            return match state.service.answer_remote_delete(&body).await {
-                Ok(bytes) => binary(bytes),
-                Err(e) => data_error(&e),
-            };
-        }
-        PATH_UPLOADS => {
-            return match state.service.answer_uploads(&body) {
-                Ok(bytes) => binary(bytes),
-                Err(e) => data_error(&e),
-            };
-        }
-        PATH_DIGESTS => {
-            return match state.service.answer_digests(&body) {
-                Ok(bytes) => binary(bytes),
-                Err(e) => data_error(&e),
-            };
-        }
-        PATH_CHUNK => {
-            return match state.service.cluster().serve_chunk(&body).await {
-                Ok(bytes) => binary(bytes),
-                Err(e) => data_error(&e),
-            };
-        }
+        PATH_REPLICATE => return data_reply(state.service.apply_replicated(&body).await),
+        PATH_LOOKUP => return data_reply(state.service.answer_lookup(&body)),
+        PATH_DELETE => return data_reply(state.service.answer_remote_delete(&body).await),
+        PATH_UPLOADS => return data_reply(state.service.answer_uploads(&body)),
+        PATH_DIGESTS => return data_reply(state.service.answer_digests(&body)),
+        PATH_CHUNK => return data_reply(state.service.cluster().serve_chunk(&body).await),
         _ => return error(StatusCode::NOT_FOUND, "NotFound", "no such internal route"),
     };
     match result {

@@ -45,7 +45,7 @@ pub use multipart::{CombineChecksums, MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_S
 pub use put::{BodyChecksums, PutOptions};
 pub use rebalance::AntiEntropyReport;
 pub use replica::TOMBSTONE_TTL;
-pub use uploads::{MAX_UPLOADS_GATHERED, UploadSummary};
+pub use uploads::{MAX_UPLOADS_GATHERED, UploadSummary, UploadsQuery};
 pub use versions::{DeleteOutcome, MAX_VERSIONS_LISTED, VersionList, VersionPage};
 
 /// Default size of a chunk.

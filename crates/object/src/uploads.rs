@@ -7,14 +7,18 @@ use std::time::Duration;
 
 use bucketdb_cluster::membership::network::PATH_UPLOADS;
 use bucketdb_cluster::replication::{decode_message, encode_message};
-use bucketdb_store::records::UploadRecord;
+use bucketdb_store::Table;
+use bucketdb_store::keys::{bucket_prefix, prefix_end, upload_key, versions_prefix};
+use bucketdb_store::records::{UploadRecord, decode};
 use serde::{Deserialize, Serialize};
 
 use crate::ObjectService;
 use crate::error::Result;
-use crate::list::MAX_LIST_LIMIT;
+use crate::list::{MAX_LIST_LIMIT, check_list_args};
+use crate::names::validate_bucket_name;
+use crate::versions::load_bucket;
 
-/// Most uploads one listing gathers (from each node, and in all).
+/// Most uploads one listing page gathers (from each node, and in all).
 pub const MAX_UPLOADS_GATHERED: usize = 10 * MAX_LIST_LIMIT;
 /// Longest wait for one peer's uploads; a peer that does not answer is left out.
 const PEER_UPLOADS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,30 +41,39 @@ impl From<UploadRecord> for UploadSummary {
     }
 }
 
+/// Which of a bucket's uploads a listing page wants: those under `prefix`, after the
+/// markers (S3 ListMultipartUploads), at most `limit`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UploadsQuery {
+    pub prefix: String,
+    /// Uploads of keys after this one; with `upload_id_marker`, also this key's own
+    /// uploads whose ids come after that.
+    pub key_marker: Option<String>,
+    pub upload_id_marker: Option<String>,
+    pub limit: usize,
+}
+
 /// A node's request for a peer's uploads of `bucket` (`POST /internal/uploads`).
 #[derive(Serialize, Deserialize)]
 struct UploadsRequest {
     bucket: String,
-    limit: u32,
+    query: UploadsQuery,
 }
 
 impl ObjectService {
-    /// The bucket's first `limit` unfinished uploads (by key, then upload id) on this
-    /// node and every peer not seen down. A peer that cannot answer is left out.
+    /// A page of the bucket's unfinished uploads (by key, then upload id) gathered from
+    /// this node and every peer not seen down. A peer that cannot answer is left out.
     pub async fn list_uploads_everywhere(
         self: &Arc<Self>,
         bucket: &str,
-        limit: usize,
+        mut query: UploadsQuery,
     ) -> Result<Vec<UploadSummary>> {
-        let limit = limit.min(MAX_UPLOADS_GATHERED);
-        let mut all: Vec<UploadSummary> = self
-            .list_multipart_uploads(bucket, limit)?
-            .into_iter()
-            .map(UploadSummary::from)
-            .collect();
+        query.limit = query.limit.clamp(1, MAX_UPLOADS_GATHERED);
+        let limit = query.limit;
+        let mut all = self.uploads_here(bucket, &query)?;
         let request = encode_message(&UploadsRequest {
             bucket: bucket.to_string(),
-            limit: limit as u32,
+            query,
         })?;
         for (id, address) in self.cluster.live_peers() {
             let answer = self
@@ -92,16 +105,48 @@ impl ObjectService {
         Ok(all)
     }
 
-    /// `POST /internal/uploads`: this node's first uploads of a bucket, for a peer's
-    /// listing.
+    /// `POST /internal/uploads`: this node's uploads of a bucket that a peer's listing
+    /// page wants.
     pub fn answer_uploads(&self, body: &[u8]) -> Result<Vec<u8>> {
-        let request: UploadsRequest = decode_message(body)?;
-        let limit = (request.limit as usize).min(MAX_UPLOADS_GATHERED);
-        let mine: Vec<UploadSummary> = self
-            .list_multipart_uploads(&request.bucket, limit)?
-            .into_iter()
-            .map(UploadSummary::from)
-            .collect();
+        let mut request: UploadsRequest = decode_message(body)?;
+        request.query.limit = request.query.limit.clamp(1, MAX_UPLOADS_GATHERED);
+        let mine = self.uploads_here(&request.bucket, &request.query)?;
         Ok(encode_message(&mine)?)
+    }
+
+    /// The uploads `query` wants among those this node holds, read as one range of the
+    /// uploads table (`bucket NUL key NUL upload_id`, so by key, then upload id).
+    fn uploads_here(&self, bucket: &str, query: &UploadsQuery) -> Result<Vec<UploadSummary>> {
+        validate_bucket_name(bucket)?;
+        check_list_args(&[
+            Some(&query.prefix),
+            query.key_marker.as_deref(),
+            query.upload_id_marker.as_deref(),
+        ])?;
+        let kv = self.cluster.meta().read()?;
+        load_bucket(kv.as_ref(), bucket)?;
+        let mut under = bucket_prefix(bucket);
+        under.extend_from_slice(query.prefix.as_bytes());
+        let end = prefix_end(&under);
+        let mut start = under;
+        if let Some(marker) = query.key_marker.as_deref().filter(|k| !k.is_empty()) {
+            let past = match query.upload_id_marker.as_deref() {
+                // Just past that upload.
+                Some(id) => [upload_key(bucket, marker, id).as_slice(), &[0]].concat(),
+                // Past every upload of the marker's key.
+                None => match prefix_end(&versions_prefix(bucket, marker)) {
+                    Some(p) => p,
+                    None => return Ok(Vec::new()),
+                },
+            };
+            start = start.max(past);
+        }
+        if end.as_ref().is_some_and(|end| start >= *end) {
+            return Ok(Vec::new());
+        }
+        kv.scan(Table::Uploads, &start, end.as_deref(), query.limit)?
+            .into_iter()
+            .map(|(_, v)| Ok(UploadSummary::from(decode::<UploadRecord>(&v)?)))
+            .collect()
     }
 }

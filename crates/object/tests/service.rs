@@ -1330,6 +1330,42 @@ fn s3_multipart_etag(parts: &[&[u8]]) -> String {
     format!("{}-{}", md5_hex(&concat), parts.len())
 }
 
+/// A listing page reads only what it needs, from its markers on: a small page far into
+/// the uploads is still found.
+#[tokio::test]
+async fn upload_listings_start_at_their_markers() {
+    let env = Env::with_config(multipart_config());
+    env.create_bucket("bkt").await;
+    let mut made = Vec::new();
+    for key in ["a", "b", "b", "c/1", "c/2", "d"] {
+        made.push((key.to_string(), new_upload(&env, key).await));
+    }
+    made.sort();
+    let page = |prefix: &str, key_marker: Option<&str>, id_marker: Option<&str>, limit| {
+        let query = bucketdb_object::UploadsQuery {
+            prefix: prefix.into(),
+            key_marker: key_marker.map(str::to_string),
+            upload_id_marker: id_marker.map(str::to_string),
+            limit,
+        };
+        let svc = env.svc.clone();
+        async move {
+            svc.list_uploads_everywhere("bkt", query)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.key, u.upload_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page("", None, None, 100).await, made);
+    assert_eq!(page("", Some("b"), None, 2).await, made[3..5]);
+    assert_eq!(page("", Some("b"), Some(&made[1].1), 2).await, made[2..4]);
+    assert_eq!(page("c/", Some("a"), None, 1).await, made[3..4]);
+    assert_eq!(page("c/", Some("c/2"), None, 5).await, []);
+    assert_eq!(page("", Some("e"), None, 5).await, []);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_complete_concatenates_parts_with_s3_etag() {
     let env = Env::with_config(multipart_config());

@@ -120,7 +120,13 @@ async fn list(State(state): State<Arc<ApiState>>, uri: Uri) -> ApiResult<Respons
     let Some(key) = t.key.as_deref() else {
         let uploads: Vec<_> = state
             .service
-            .list_uploads_everywhere(&t.bucket, MAX_UPLOADS_LISTED)
+            .list_uploads_everywhere(
+                &t.bucket,
+                bucketdb_object::UploadsQuery {
+                    limit: MAX_UPLOADS_LISTED,
+                    ..Default::default()
+                },
+            )
             .await?
             .into_iter()
             .map(|u| json!({"uploadId": u.upload_id, "key": u.key, "initiated": rfc3339(u.created_ms)}))

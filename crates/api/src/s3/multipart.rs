@@ -3,7 +3,9 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use bucketdb_object::{BodyChecksums, MAX_PART_NUMBER, PartUpload, PutOptions, RangeSpec};
+use bucketdb_object::{
+    BodyChecksums, MAX_PART_NUMBER, PartUpload, PutOptions, RangeSpec, UploadsQuery,
+};
 
 use super::S3Api;
 use super::checksum::{self, StoredChecksums, set_checksums};
@@ -266,29 +268,22 @@ impl S3Api {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let i = req.input;
         let max = i.max_uploads.unwrap_or(MAX_LISTED).clamp(1, MAX_LISTED) as usize;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let key_marker = i.key_marker.clone().unwrap_or_default();
-        // Uploads live on the node that coordinated their creation: gather them all.
-        let all = self
+        // Uploads live on the node that coordinated their creation: every node is asked
+        // for its part of the page (one more than the page, to tell if there are more).
+        let key_marker = i.key_marker.clone().filter(|k| !k.is_empty());
+        let query = UploadsQuery {
+            prefix: i.prefix.clone().unwrap_or_default(),
+            upload_id_marker: i.upload_id_marker.clone().filter(|_| key_marker.is_some()),
+            key_marker,
+            limit: max + 1,
+        };
+        let mut page = self
             .svc
-            .list_uploads_everywhere(&i.bucket, bucketdb_object::MAX_UPLOADS_GATHERED)
+            .list_uploads_everywhere(&i.bucket, query)
             .await
             .s3()?;
-        // After the markers: keys past the key marker, and with an upload id marker,
-        // also the key marker's own uploads past that id.
-        let id_marker = i
-            .upload_id_marker
-            .as_deref()
-            .filter(|_| !key_marker.is_empty());
-        let mut rest = all.into_iter().filter(|u| {
-            let after = match id_marker {
-                Some(id) => (u.key.as_str(), u.upload_id.as_str()) > (key_marker.as_str(), id),
-                None => u.key > key_marker,
-            };
-            u.key.starts_with(&prefix) && after
-        });
-        let page: Vec<_> = rest.by_ref().take(max).collect();
-        let truncated = rest.next().is_some();
+        let truncated = page.len() > max;
+        page.truncate(max);
         let next = page.last().map(|u| (u.key.clone(), u.upload_id.clone()));
         let uploads = page
             .into_iter()

@@ -4,7 +4,7 @@ use base64::Engine;
 use bucketdb_object::{
     BodyChecksums, Conditions, ObjectReader, ObjectRecord, PutOptions, RangeSpec,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -18,6 +18,8 @@ use super::error::{IntoS3, s3_error};
 
 /// Most keys one DeleteObjects request may name.
 pub const MAX_DELETE_OBJECTS: usize = 1000;
+/// Keys of one DeleteObjects request being deleted at once.
+const DELETE_OBJECTS_IN_FLIGHT: usize = 16;
 /// Longest `x-amz-tagging` header or form accepted.
 const TAGGING_HEADER_MAX_BYTES: usize = 4096;
 
@@ -356,13 +358,21 @@ impl S3Api {
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for o in i.delete.objects {
-            // Each key's delete is made by that key's coordinator.
-            match self
-                .svc
-                .delete_object_at_coordinator(&i.bucket, &o.key, o.version_id.as_deref())
-                .await
-            {
+        // Each key's delete is made by that key's coordinator, a bounded number at once;
+        // the answers keep the request's order.
+        let (svc, bucket) = (&self.svc, &i.bucket);
+        let outcomes: Vec<_> = futures::stream::iter(i.delete.objects)
+            .map(|o| async move {
+                let outcome = svc
+                    .delete_object_at_coordinator(bucket, &o.key, o.version_id.as_deref())
+                    .await;
+                (o, outcome)
+            })
+            .buffered(DELETE_OBJECTS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (o, outcome) in outcomes {
+            match outcome {
                 Ok(out) => {
                     if !quiet {
                         deleted.push(DeletedObject {
