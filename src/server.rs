@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bucketdb_api::{ApiState, Credentials};
 use bucketdb_cluster::membership::network::Transport;
 use bucketdb_cluster::membership::sign::ClusterSecret;
-use bucketdb_cluster::membership::{LivenessConfig, Membership};
+use bucketdb_cluster::membership::{ElectionTimeout, LivenessConfig, Membership};
 use bucketdb_store::{Clock, OsRandom, Random, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -60,6 +60,7 @@ pub async fn start_with_transport(
         clock: Arc::new(SystemClock),
         random: Arc::new(OsRandom),
         also_serve: None,
+        election_timeout: ElectionTimeout::Drawn,
     };
     start_with_env(config, env).await
 }
@@ -75,6 +76,9 @@ pub struct NodeEnv {
     /// network serves its in-memory connections with it. Shutdown does not wait for
     /// those connections; whoever opened them closes them.
     pub also_serve: Option<Box<dyn FnOnce(axum::Router) + Send>>,
+    /// How raft election timeouts are picked: drawn at random, or pinned per node for a
+    /// simulation that must replay exactly.
+    pub election_timeout: ElectionTimeout,
 }
 
 /// [`start`] in the given environment.
@@ -84,6 +88,7 @@ pub async fn start_with_env(mut config: Config, env: NodeEnv) -> Result<RunningS
         clock,
         random,
         also_serve,
+        election_timeout,
     } = env;
     let listener = TcpListener::bind(config.http_addr).await?;
     let http_addr = listener.local_addr()?;
@@ -131,7 +136,8 @@ pub async fn start_with_env(mut config: Config, env: NodeEnv) -> Result<RunningS
     let node_id = db.service().cluster().node().id.clone();
     // Joining needs the HTTP listener up (the leader replicates to us while adding us),
     // so the cluster starts after serving began; readiness waits for membership.
-    let cluster = match start_cluster(&config, &db, &state, http_addr, transport, stop_rx).await {
+    let network = (transport, election_timeout);
+    let cluster = match start_cluster(&config, &db, &state, http_addr, network, stop_rx).await {
         Ok(cluster) => cluster,
         Err(e) => {
             let _ = stop.send(true);
@@ -171,7 +177,7 @@ async fn start_cluster(
     db: &BucketDb,
     state: &Arc<ApiState>,
     http_addr: SocketAddr,
-    transport: Arc<dyn Transport>,
+    (transport, election_timeout): (Arc<dyn Transport>, ElectionTimeout),
     stop: watch::Receiver<bool>,
 ) -> Result<Option<(Arc<Membership>, Vec<JoinHandle<()>>)>, Error> {
     let stored = Membership::has_stored_state(&config.metadata_path);
@@ -212,6 +218,7 @@ async fn start_cluster(
             heartbeat_interval: config.heartbeat_interval,
             node_down_timeout: config.node_down_timeout,
         },
+        election_timeout,
     )
     .await?;
     cluster.attach_membership(membership.clone());

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bucketdb::server::{NodeEnv, RunningServer, start_with_env};
+use bucketdb_cluster::membership::ElectionTimeout;
 use bucketdb_cluster::membership::network::{
     MAX_INTERNAL_BODY_BYTES, PATH_REPLICATE, PeerConnection, Transport, TransportError,
     TransportResponse,
@@ -632,6 +633,7 @@ impl Sim {
                     .wrapping_add((i as u64) << 32 | node.boots),
             )),
             also_serve: Some(Box::new(move |app| net.plug(&addr, app))),
+            election_timeout: ElectionTimeout::PinnedById,
         }
     }
 

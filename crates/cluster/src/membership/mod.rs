@@ -37,8 +37,7 @@ pub const SUSPECT_AFTER_MISSED: u32 = 3;
 /// Raft's own heartbeat (leader to followers), milliseconds.
 const RAFT_HEARTBEAT_MS: u64 = 250;
 /// Raft election timeout range, milliseconds: a few raft heartbeats, so a busy 2-core
-/// machine does not trigger needless elections. Each node takes one fixed point of the
-/// range (see [`election_timeout_ms`]).
+/// machine does not trigger needless elections (see [`ElectionTimeout`]).
 const RAFT_ELECTION_MIN_MS: u64 = 1000;
 const RAFT_ELECTION_MAX_MS: u64 = 2000;
 /// Join attempts before `--join` gives up, and the backoff between them.
@@ -122,6 +121,18 @@ impl MembershipError {
 /// `crates/api/src/internal.rs`): retrying the same request cannot succeed.
 const PEER_STATUS_BAD_REQUEST: u16 = 400;
 const PEER_STATUS_REFUSED: u16 = 409;
+
+/// How a node picks its raft election timeout within the election range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionTimeout {
+    /// A fresh random point before every election: raft's own way of breaking split
+    /// votes.
+    Drawn,
+    /// One point fixed by a hash of the node's id ([`election_timeout_ms`]). Nodes still
+    /// differ, which breaks split votes, and no unseeded draw is made, so a seeded
+    /// simulation replays elections exactly.
+    PinnedById,
+}
 
 /// Timing of the liveness view.
 #[derive(Clone, Copy, Debug)]
@@ -219,9 +230,8 @@ pub fn raft_id_of(node_id: &str) -> NodeId {
     u64::from_be_bytes(b)
 }
 
-/// This node's raft election timeout: a point of the election range fixed by a hash of
-/// its id. Nodes still differ (which is what breaks split votes), and the timeout does
-/// not depend on a random draw, so a seeded simulation replays elections exactly.
+/// A point of the election range fixed by a hash of `node_id`
+/// ([`ElectionTimeout::PinnedById`]).
 fn election_timeout_ms(node_id: &str) -> u64 {
     let d = Sha256::digest(node_id.as_bytes());
     let spread = RAFT_ELECTION_MAX_MS - RAFT_ELECTION_MIN_MS;
@@ -277,6 +287,7 @@ impl Membership {
         secret: ClusterSecret,
         transport: Arc<dyn Transport>,
         liveness: LivenessConfig,
+        election: ElectionTimeout,
     ) -> Result<Arc<Self>, MembershipError> {
         let db = RaftDb::open(dir)?;
         let (sm, ring) = StateMachine::open(db.clone())?;
@@ -285,8 +296,14 @@ impl Membership {
         let config = openraft::Config {
             cluster_name: "bucketdb".into(),
             heartbeat_interval: RAFT_HEARTBEAT_MS,
-            election_timeout_min: election_timeout_ms(&id),
-            election_timeout_max: election_timeout_ms(&id) + 1,
+            election_timeout_min: match election {
+                ElectionTimeout::Drawn => RAFT_ELECTION_MIN_MS,
+                ElectionTimeout::PinnedById => election_timeout_ms(&id),
+            },
+            election_timeout_max: match election {
+                ElectionTimeout::Drawn => RAFT_ELECTION_MAX_MS,
+                ElectionTimeout::PinnedById => election_timeout_ms(&id) + 1,
+            },
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
             ..Default::default()
         }
