@@ -785,13 +785,46 @@ struct Model {
     /// Bodies of later writes with an unknown outcome (cut short by a crash): each may
     /// or may not have been made.
     maybe_written: BTreeMap<String, Vec<Vec<u8>>>,
+    /// The tags acknowledged tag changes of each key set, in order, since the key's
+    /// last acknowledged write or delete.
+    tagged: BTreeMap<String, Vec<String>>,
+    /// Tags of later tag changes with an unknown outcome (cut short by a crash).
+    maybe_tagged: BTreeMap<String, Vec<String>>,
 }
 
 impl Model {
     fn acknowledged(&mut self, key: &str, body: Option<Vec<u8>>) {
         self.maybe_deleted.remove(key);
         self.maybe_written.remove(key);
+        self.tagged.remove(key);
+        self.maybe_tagged.remove(key);
         self.acked.insert(key.to_string(), body);
+    }
+
+    fn tag_acknowledged(&mut self, key: &str, tag: String) {
+        self.maybe_tagged.remove(key);
+        self.tagged.entry(key.to_string()).or_default().push(tag);
+    }
+
+    /// The tags `key` may end with (`None`: no tag), where its body is certain (a tag
+    /// change may have applied to a version whose fate is open); `None` if it is not.
+    /// In quorum mode the last acknowledged tag stays. In async mode both sides of a
+    /// partition take changes, so a tag change made on a side holding an older version
+    /// is lost when the newer one arrives, leaving an earlier tag (or none) in place.
+    fn allowed_tags(&self, key: &str, quorum: bool) -> Option<Vec<Option<&str>>> {
+        if self.maybe_deleted.contains(key) || self.maybe_written.contains_key(key) {
+            return None;
+        }
+        let tagged = self.tagged.get(key).map(Vec::as_slice).unwrap_or_default();
+        let mut out = vec![tagged.last().map(String::as_str)];
+        if !quorum {
+            out.push(None);
+            out.extend(tagged.iter().map(|t| Some(t.as_str())));
+        }
+        for tag in self.maybe_tagged.get(key).into_iter().flatten() {
+            out.push(Some(tag));
+        }
+        Some(out)
     }
 
     /// The bodies `key` may end with (`None`: deleted or never written).
@@ -831,19 +864,21 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
     let mut model = Model::default();
     let mut isolated: Option<usize> = None;
     let mut log = Vec::new();
-    for step in 0..OPS_PER_SEED {
+    for step_no in 0..OPS_PER_SEED {
         // Time passes between steps, so heartbeats, liveness timeouts, replication
         // retries and anti-entropy rounds interleave with the workload.
         let pause = rng.random_range(0..=PAUSE_MAX_MS);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         // Steps are logged with the simulated time they started.
-        let step = format!("{step} @{} ms", sim.now_ms());
+        let step = format!("{step_no} @{} ms", sim.now_ms());
+        // Each tag change sets a tag no other step sets.
+        let tag = format!("t{step_no}");
         let roll = rng.random_range(0..100);
         let running = sim.running();
         let via = running[rng.random_range(0..running.len())];
         let key = format!("key-{}", rng.random_range(0..KEYS));
         let path = format!("/objects/{BUCKET}/{key}");
-        if roll < 50 {
+        if roll < 42 {
             let body = random_body(&mut rng);
             let r = sim.send(via, "POST", &path, Some(body.clone())).await;
             let status = r.as_ref().map(|r| r.status);
@@ -868,6 +903,22 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
                 }
                 Some(503) if quorum => {}
                 other => panic!("seed {seed}: PUT answered {other:?}\n{}", log.join("\n")),
+            }
+        } else if roll < 50 {
+            let r = sim
+                .send(via, "PUT", &format!("{path}/tags"), Some(tag_body(&tag)))
+                .await;
+            let status = r.as_ref().map(|r| r.status);
+            log.push(format!(
+                "{step}: PUT {key}/tags {tag} via n{via} -> {status:?}"
+            ));
+            match status {
+                Some(200) => model.tag_acknowledged(&key, tag),
+                // No current version where the change was made.
+                Some(404) => {}
+                // Refused: prepared on too few replicas, so never made anywhere.
+                Some(503) if quorum => {}
+                other => panic!("seed {seed}: TAG answered {other:?}\n{}", log.join("\n")),
             }
         } else if roll < 68 {
             let r = sim.send(via, "DELETE", &path, None).await;
@@ -896,16 +947,16 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
             // A node crashes while a write or delete is in flight: it drops off the
             // network at once, cutting every request it was serving or making.
             let victim = rng.random_range(0..NODES);
-            let delete = rng.random_bool(0.3);
+            let kind = rng.random_range(0..10);
             let body = random_body(&mut rng);
             let crash_at = Duration::from_micros(rng.random_range(0..=CRASH_WITHIN_US));
-            let (method, sent) = if delete {
-                ("DELETE", None)
-            } else {
-                ("POST", Some(body.clone()))
+            let (method, target, sent) = match kind {
+                0..3 => ("DELETE", path.clone(), None),
+                3..5 => ("PUT", format!("{path}/tags"), Some(tag_body(&tag))),
+                _ => ("POST", path.clone(), Some(body.clone())),
             };
             let status = {
-                let request = sim.send(via, method, &path, sent);
+                let request = sim.send(via, method, &target, sent);
                 tokio::pin!(request);
                 let done_first = tokio::select! {
                     biased;
@@ -921,17 +972,21 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
             };
             sim.stop(victim).await;
             log.push(format!(
-                "{step}: {method} {key} via n{via}, n{victim} crashes after {} us -> {status:?}",
+                "{step}: {method} {target} via n{via}, n{victim} crashes after {} us -> {status:?}",
                 crash_at.as_micros()
             ));
-            match (delete, status) {
-                (false, Some(201)) => model.acknowledged(&key, Some(body)),
-                (true, Some(204)) => model.acknowledged(&key, None),
+            match (method, status) {
+                ("POST", Some(201)) => model.acknowledged(&key, Some(body)),
+                ("DELETE", Some(204)) => model.acknowledged(&key, None),
+                ("PUT", Some(200)) => model.tag_acknowledged(&key, tag),
+                // No current version where it would have been made: not made.
+                ("PUT", Some(404)) => {}
                 // Cut short: the client cannot know whether it happened.
-                (false, _) => model.maybe_written.entry(key).or_default().push(body),
-                (true, _) => {
+                ("POST", _) => model.maybe_written.entry(key).or_default().push(body),
+                ("DELETE", _) => {
                     model.maybe_deleted.insert(key);
                 }
+                _ => model.maybe_tagged.entry(key).or_default().push(tag),
             }
         } else {
             let stopped: Vec<usize> = (0..NODES).filter(|i| !running.contains(i)).collect();
@@ -948,10 +1003,14 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
     let count = |what: &str| log.iter().filter(|l| l.contains(what)).count();
     eprintln!(
         "seed {seed} (quorum {quorum}): {} uploads acknowledged, {} refused (503), {} deletes, \
-         {} partitions, {} stops, {} crashes",
+         {} tag changes ({} acknowledged), {} partitions, {} stops, {} crashes",
         count("-> Some(201)"),
         count("-> Some(503)"),
         count("DELETE"),
+        count("/tags"),
+        log.iter()
+            .filter(|l| l.contains("/tags") && l.ends_with("Some(200)"))
+            .count(),
         count("isolate"),
         count(": stop"),
         count("crashes"),
@@ -1007,6 +1066,30 @@ async fn assert_converges(sim: &Sim, model: &Model, log: &[String]) {
             }
             if seen.windows(2).any(|w| w[0] != w[1]) {
                 diff.push(format!("{key}: the nodes differ: {seen:?}"));
+                continue;
+            }
+            // Where the body is certain, so are the tags every node serves.
+            let Some(allowed) = model
+                .allowed_tags(key, quorum)
+                .filter(|_| matches!(settled.get(key.as_str()), Some(Some(_))))
+            else {
+                continue;
+            };
+            let mut served = Vec::new();
+            for i in 0..NODES {
+                let tags = sim.json(i, &format!("/objects/{BUCKET}/{key}?tags")).await;
+                let tag = tags
+                    .as_ref()
+                    .and_then(|t| t.get(TAG_NAME))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if tags.is_none() || !allowed.contains(&tag.as_deref()) {
+                    diff.push(format!("n{i} {key}: tag {tag:?}, allowed {allowed:?}"));
+                }
+                served.push(tag);
+            }
+            if served.windows(2).any(|w| w[0] != w[1]) {
+                diff.push(format!("{key}: the nodes serve different tags: {served:?}"));
             }
         }
         if diff.is_empty() {
@@ -1037,6 +1120,16 @@ async fn assert_converges(sim: &Sim, model: &Model, log: &[String]) {
             }
         }
     }
+}
+
+/// The name of the one tag the workload sets.
+const TAG_NAME: &str = "step";
+
+/// A tag change's body: the one tag, set to `value`.
+fn tag_body(value: &str) -> Vec<u8> {
+    serde_json::json!({ TAG_NAME: value })
+        .to_string()
+        .into_bytes()
 }
 
 /// The seeds to run: the one asked for, or a fresh one per run (printed, so a failure

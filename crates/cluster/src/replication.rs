@@ -192,6 +192,8 @@ pub struct VersionDigest {
     pub key: String,
     pub version_id: String,
     pub seq: u64,
+    /// When the version's tags last changed (`ObjectRecord::tags_seq`).
+    pub tags_seq: u64,
 }
 
 /// The peer's answer: the buckets it lacks (indexes into the request), and per version

@@ -316,5 +316,6 @@ fn delete_marker(key: &str, now_ms: u64) -> ObjectRecord {
         body: Body::Chunks(Vec::new()),
         checksums: Vec::new(),
         headers: Default::default(),
+        tags_seq: 0,
     }
 }

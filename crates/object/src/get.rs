@@ -234,11 +234,15 @@ impl ObjectService {
                     Ok((r, _)) => Some(record_fingerprint(r)?),
                     Err(_) => None,
                 },
+                tags: local
+                    .as_ref()
+                    .ok()
+                    .map(|(r, _)| (r.tags_seq, r.tags.clone())),
                 pending,
             };
             match self.newest_state(plan, bucket, key, state).await? {
                 Newest::Here => {}
-                Newest::Elsewhere { record, inline } => return Ok((*record, inline, true)),
+                Newest::Elsewhere { record, inline, .. } => return Ok((*record, inline, true)),
                 Newest::Removed => return Err(ObjectError::NoSuchKey(key.to_string())),
             }
         }

@@ -417,6 +417,7 @@ impl Completion {
             body: Body::Chunks(chunks),
             checksums: composite_checksum(up.checksum_algorithm.as_deref(), &chosen, self.combine),
             headers: up.headers.clone(),
+            tags_seq: 0,
         };
         Ok((uk, rec))
     }

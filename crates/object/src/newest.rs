@@ -12,10 +12,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bucketdb_cluster::replication::{LookupReply, LookupRequest, ReplPayload};
+use bucketdb_store::Table;
+use bucketdb_store::keys::object_key;
 use bucketdb_store::records::{ObjectRecord, decode, encode};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
+use crate::get::record_fingerprint;
+use crate::replica::later_tags;
+use crate::versions::{key_state_seq, newest_pending};
 
 /// How long an async-mode read waits for the coordinator's answer before serving this
 /// node's own copy.
@@ -27,6 +32,8 @@ pub(crate) struct LocalState {
     pub seq: u64,
     /// The fingerprint of its current record, if it has one.
     pub record: Option<[u8; 32]>,
+    /// That record's tags with their `tags_seq`.
+    pub tags: Option<(u64, Vec<(String, String)>)>,
     /// The newest copy prepared here and not committed (quorum mode).
     pub pending: Option<(u64, String)>,
 }
@@ -35,10 +42,11 @@ pub(crate) struct LocalState {
 pub(crate) enum Newest {
     /// Nothing newer elsewhere: serve this node's copy.
     Here,
-    /// A newer live version, from a peer.
+    /// A newer live version, from the peer `source`.
     Elsewhere {
         record: Box<ObjectRecord>,
         inline: Option<Vec<u8>>,
+        source: String,
     },
     /// The key was deleted (or its current version removed) after this node's copy.
     Removed,
@@ -52,9 +60,6 @@ pub(crate) struct ReadPlan {
     /// A peer whose answer is awaited too while it is alive (quorum mode: the key's
     /// coordinator).
     awaited: Option<String>,
-    /// The key's coordinator when it is a peer: where tag changes happen first, so its
-    /// copy wins over one with the same `seq`.
-    coordinator: Option<String>,
     timeout: Duration,
     pub(crate) quorum: bool,
     /// Whether this node is one of the key's replicas.
@@ -70,12 +75,10 @@ impl ObjectService {
         if self.cluster.quorum_required() {
             let coordinator = self.cluster.coordinator(bucket, key);
             let plan = self.cluster.quorum_plan(bucket, key)?;
-            let coordinator = coordinator.map(|(id, _)| id);
             return Some(ReadPlan {
                 needed: plan.needed.saturating_sub(usize::from(plan.local)),
                 peers: plan.peers,
-                awaited: coordinator.clone(),
-                coordinator,
+                awaited: coordinator.map(|(id, _)| id),
                 timeout: Duration::from_millis(self.cluster.replication_timeout_ms()),
                 quorum: true,
                 local_replica: plan.local,
@@ -85,9 +88,10 @@ impl ObjectService {
         // Every peer ahead of this node in the key's coordinator line is asked: the first
         // one reachable coordinated the latest changes.
         let line = self.cluster.coordinators(bucket, key);
-        let first = line.first()?.0.clone();
+        if line.is_empty() {
+            return None;
+        }
         Some(ReadPlan {
-            coordinator: Some(first),
             needed: line.len(),
             peers: line,
             awaited: None,
@@ -137,23 +141,36 @@ impl ObjectService {
             answers.push(settled);
         }
         let newest_seq = answers.iter().map(|(_, r)| r.state_seq).max().unwrap_or(0);
-        // Same version, other tags: the coordinator's copy is the later one.
-        let retagged = answers.iter().find(|((id, _), r)| {
-            r.state_seq == local_seq
-                && r.record.is_some()
-                && plan.coordinator.as_deref() == Some(id)
-        });
-        if newest_seq == local_seq
-            && let Some((_, reply)) = retagged
-            && let Some(bytes) = &reply.record
-        {
+        // Same version, other tags: the copy with the later tags wins.
+        let mut retagged: Option<(&String, &LookupReply, ObjectRecord)> = None;
+        for ((source, _), reply) in &answers {
+            let Some(bytes) = reply
+                .record
+                .as_ref()
+                .filter(|_| reply.state_seq == local_seq)
+            else {
+                continue;
+            };
             let record: ObjectRecord = decode(bytes)?;
-            if !record.delete_marker {
-                return Ok(Newest::Elsewhere {
-                    record: Box::new(record),
-                    inline: reply.inline.clone(),
-                });
+            let later = match (&retagged, &local.tags) {
+                (Some((_, _, best)), _) => later_tags(&record, best),
+                (None, Some((tags_seq, tags))) => {
+                    (record.tags_seq, &record.tags) > (*tags_seq, tags)
+                }
+                (None, None) => true,
+            };
+            if later && !record.delete_marker {
+                retagged = Some((source, reply, record));
             }
+        }
+        if newest_seq == local_seq
+            && let Some((source, reply, record)) = retagged
+        {
+            return Ok(Newest::Elsewhere {
+                record: Box::new(record),
+                inline: reply.inline.clone(),
+                source: source.clone(),
+            });
         }
         if newest_seq <= local_seq {
             if plan.quorum && plan.local_replica {
@@ -161,19 +178,24 @@ impl ObjectService {
             }
             return Ok(Newest::Here);
         }
-        // Of the copies at the newest seq, the coordinator's has the latest tags.
-        let is_coordinator = |id: &str| plan.coordinator.as_deref() == Some(id);
-        let Some(((source, _), reply)) = answers
-            .iter()
-            .filter(|(_, r)| r.state_seq == newest_seq)
-            .max_by_key(|((id, _), _)| is_coordinator(id))
-        else {
+        // Of the answers at the newest seq, a removal wins (a version's removal keeps
+        // its `seq`), then the copy with the latest tags.
+        let mut newest: Option<(&String, &LookupReply, ObjectRecord)> = None;
+        for ((source, _), reply) in answers.iter().filter(|(_, r)| r.state_seq == newest_seq) {
+            let Some(bytes) = &reply.record else {
+                return Ok(Newest::Removed);
+            };
+            let record: ObjectRecord = decode(bytes)?;
+            if newest
+                .as_ref()
+                .is_none_or(|(_, _, best)| later_tags(&record, best))
+            {
+                newest = Some((source, reply, record));
+            }
+        }
+        let Some((source, reply, record)) = newest else {
             return Ok(Newest::Here);
         };
-        let Some(bytes) = &reply.record else {
-            return Ok(Newest::Removed);
-        };
-        let record: ObjectRecord = decode(bytes)?;
         if record.delete_marker {
             return Ok(Newest::Removed);
         }
@@ -190,7 +212,53 @@ impl ObjectService {
         Ok(Newest::Elsewhere {
             record: Box::new(record),
             inline: reply.inline.clone(),
+            source: source.clone(),
         })
+    }
+
+    /// Quorum mode, before a change that builds on the key's current version (new tags,
+    /// a conditional write), made here as the key's coordinator: make sure this node
+    /// holds the newest version a majority of the replicas knows. A node standing in
+    /// for an unreachable coordinator may have been cut off while the last changes were
+    /// made; a change based on its stale copy would be lost when they reach it. A newer
+    /// version is installed here first; a newer removal that has not reached this node
+    /// yet makes the change answer 503 (to be retried).
+    pub(crate) async fn catch_up(self: &Arc<Self>, bucket: &str, key: &str) -> Result<()> {
+        let Some(plan) = self.read_plan(bucket, key).filter(|p| p.quorum) else {
+            return Ok(());
+        };
+        let local = {
+            let kv = self.cluster.meta().read()?;
+            let seq = key_state_seq(kv.as_ref(), bucket, key)?;
+            let current: Option<ObjectRecord> = kv
+                .get(Table::Current, &object_key(bucket, key))?
+                .map(|v| decode(&v))
+                .transpose()?;
+            LocalState {
+                seq,
+                record: current.as_ref().map(record_fingerprint).transpose()?,
+                tags: current.map(|c| (c.tags_seq, c.tags)),
+                pending: newest_pending(kv.as_ref(), bucket, key, seq)?,
+            }
+        };
+        match self.newest_state(plan, bucket, key, local).await? {
+            Newest::Here => Ok(()),
+            Newest::Elsewhere {
+                record,
+                inline,
+                source,
+            } => {
+                let payload = ReplPayload::Version {
+                    bucket: bucket.to_string(),
+                    record: encode(&*record)?,
+                    inline,
+                };
+                self.apply_payload(&source, payload).await
+            }
+            Newest::Removed => Err(ObjectError::Replication(format!(
+                "a newer change of {key} has not reached this node yet; retry"
+            ))),
+        }
     }
 
     /// A write newer than anything committed among the answers is prepared somewhere: ask

@@ -107,6 +107,10 @@ impl ObjectService {
         if !opts.create_bucket {
             self.head_bucket(bucket)?;
         }
+        if !opts.write_conditions.is_empty() {
+            // The conditions are checked against the newest version.
+            self.catch_up(bucket, key).await?;
+        }
         // Small bodies hold no chunk buffers; larger ones wait for an upload slot.
         let _slot = match opts.declared_size {
             Some(d) if d <= self.config.inline_threshold as u64 => None,
@@ -149,6 +153,7 @@ impl ObjectService {
             body,
             checksums: opts.checksums.take(),
             headers: opts.headers,
+            tags_seq: 0,
         };
         let new_bucket = opts.create_bucket.then(|| self.new_bucket_record(bucket));
         let mut rec = rec;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketdb_cluster::replication::{QuorumPlan, ReplOp, ReplPayload};
-use bucketdb_store::keys::{pending_key, pending_prefix, prefix_end, tombstone_key};
+use bucketdb_store::keys::{pending_key, pending_prefix, prefix_end};
 use bucketdb_store::records::{
     ObjectRecord, PendingChange, PreparedChange, Versioning, decode, encode,
 };
@@ -19,7 +19,7 @@ use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::gc::expired_keys;
 use crate::refs::{add_refs, release_refs};
-use crate::versions::{NULL_VERSION, load_bucket, scan_versions, tombstone_seq};
+use crate::versions::{NULL_VERSION, load_bucket};
 
 /// Prepared copies of one version kept at most (retried prepares of the same version).
 const PENDING_PER_VERSION_MAX: usize = 64;
@@ -38,6 +38,14 @@ pub(crate) struct Prepared {
     key: String,
     version_id: String,
     seq: u64,
+    tags_seq: u64,
+}
+
+impl Prepared {
+    /// The `tags_seq` new tags were prepared with (0 for other changes).
+    pub(crate) fn tags_seq(&self) -> u64 {
+        self.tags_seq
+    }
 }
 
 impl ObjectService {
@@ -91,6 +99,7 @@ impl ObjectService {
             key: rec.key.clone(),
             version_id: rec.version_id.clone(),
             seq: rec.seq,
+            tags_seq: rec.tags_seq,
         };
         self.prepare_on_majority(payload, target).await
     }
@@ -117,6 +126,7 @@ impl ObjectService {
             key: key.to_string(),
             version_id: version_id.to_string(),
             seq,
+            tags_seq: 0,
         };
         self.prepare_on_majority(payload, target).await
     }
@@ -260,16 +270,7 @@ impl ObjectService {
     fn assign_version(&self, bucket: &str, rec: &mut ObjectRecord) -> Result<()> {
         let kv = self.cluster.meta().read()?;
         let b = load_bucket(kv.as_ref(), bucket)?;
-        let mut newest = None;
-        scan_versions(kv.as_ref(), bucket, &rec.key, &mut |_, v| {
-            newest = Some(v.seq);
-            false
-        })?;
-        let removed = tombstone_seq(kv.as_ref(), &tombstone_key(bucket, &rec.key, NULL_VERSION))?;
-        rec.seq = self
-            .now_seq()
-            .max(newest.map_or(0, |s| s + 1))
-            .max(removed.map_or(0, |s| s + 1));
+        rec.seq = self.next_seq(kv.as_ref(), bucket, &rec.key)?;
         rec.version_id = if b.versioning == Versioning::Enabled {
             self.new_version_id()
         } else {

@@ -196,6 +196,7 @@ impl ObjectService {
                         key: held[*i].rec.key.clone(),
                         version_id: held[*i].rec.version_id.clone(),
                         seq: held[*i].rec.seq,
+                        tags_seq: held[*i].rec.tags_seq,
                     })
                     .collect(),
             };
@@ -298,7 +299,10 @@ impl ObjectService {
             let answer = match removed {
                 Some(seq) if seq >= d.seq => DigestAnswer::Removed { seq },
                 _ => match find_version(kv.as_ref(), &d.bucket, &d.key, &d.version_id)? {
-                    Some((_, rec)) if rec.seq >= d.seq => DigestAnswer::Have,
+                    // Same version: the copy with the later tags, or a newer one.
+                    Some((_, rec)) if (rec.seq, rec.tags_seq) >= (d.seq, d.tags_seq) => {
+                        DigestAnswer::Have
+                    }
                     _ => DigestAnswer::Lacks,
                 },
             };

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bucketdb_cluster::replication::{
     ReplAck, ReplBatch, ReplPayload, decode_message, encode_message,
 };
-use bucketdb_store::keys::{bucket_prefix, prefix_end, tombstone_key, version_key};
+use bucketdb_store::keys::{bucket_prefix, pending_prefix, prefix_end, tombstone_key, version_key};
 use bucketdb_store::records::{
     BucketConfig, BucketRecord, ObjectRecord, PreparedChange, Tombstone, decode, encode,
 };
@@ -89,6 +89,10 @@ impl ObjectService {
                 inline,
             } => {
                 let rec: ObjectRecord = decode(&record)?;
+                if self.holds_exactly(&bucket, &rec)? {
+                    // A quorum commit arrives twice (at once, then from the queue).
+                    return Ok(());
+                }
                 let _gate = self.gate_for(&rec).await;
                 let fetched = if self.holds_newer(&bucket, &rec)? {
                     Vec::new()
@@ -245,6 +249,22 @@ impl ObjectService {
         Ok(fetched)
     }
 
+    /// Whether this node holds `rec` exactly as it is and nothing prepared of its
+    /// version: installing it would write nothing new.
+    fn holds_exactly(&self, bucket: &str, rec: &ObjectRecord) -> Result<bool> {
+        let kv = self.cluster.meta().read()?;
+        let same = find_version(kv.as_ref(), bucket, &rec.key, &rec.version_id)?
+            .is_some_and(|(_, held)| held == *rec);
+        if !same {
+            return Ok(false);
+        }
+        let prefix = pending_prefix(bucket, &rec.key, &rec.version_id);
+        let end = prefix_end(&prefix);
+        Ok(kv
+            .scan(Table::Pending, &prefix, end.as_deref(), 1)?
+            .is_empty())
+    }
+
     /// Whether this node already holds `rec`'s version at its `seq` or later, or removed
     /// it: installing it would change nothing, so its chunks are not fetched.
     fn holds_newer(&self, bucket: &str, rec: &ObjectRecord) -> Result<bool> {
@@ -282,9 +302,12 @@ impl ObjectService {
                 return Ok(freed);
             }
             if old.seq == rec.seq {
-                // The same version changed (its tags): same chunks, same size.
-                kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
-                refresh_current(kv, bucket, &key)?;
+                // The same version with other tags (same chunks, same size): the later
+                // tags stay, whichever copy arrives last.
+                if later_tags(&rec, &old) {
+                    kv.put(Table::Versions, &vkey, &encode(&rec)?)?;
+                    refresh_current(kv, bucket, &key)?;
+                }
                 return Ok(freed);
             }
             freed |= remove_version_entry(kv, &vkey, &old, now_ms)?;
@@ -308,6 +331,13 @@ impl ObjectService {
         refresh_current(kv, bucket, &key)?;
         Ok(freed)
     }
+}
+
+/// Whether copy `a` of a version has later tags than copy `b` (same version, same
+/// `seq`). Equal stamps (two coordinators in the same microsecond) are settled by the
+/// tags themselves, so every replica keeps the same copy.
+pub(crate) fn later_tags(a: &ObjectRecord, b: &ObjectRecord) -> bool {
+    (a.tags_seq, &a.tags) > (b.tags_seq, &b.tags)
 }
 
 /// Make a bucket look as it does on the node that changed it: created or updated with

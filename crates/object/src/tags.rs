@@ -9,6 +9,7 @@ use bucketdb_store::{KvRead, Table};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::{validate_bucket_name, validate_key, validate_tags};
+use crate::quorum::Prepared;
 use crate::versions::{find_version, load_bucket, version_op};
 
 impl ObjectService {
@@ -36,12 +37,14 @@ impl ObjectService {
         validate_tags(&tags)?;
         let prepared = match self.quorum_plan(bucket, key) {
             Some(plan) => {
+                self.catch_up(bucket, key).await?;
                 let (mut rec, inline) = {
                     let kv = self.cluster.meta().read()?;
                     let (vkey, rec, _) = tag_target(kv.as_ref(), bucket, key, version_id)?;
                     (rec, kv.get(Table::Inline, &vkey)?)
                 };
                 rec.tags = tags.clone();
+                rec.tags_seq = self.next_tags_seq(&rec);
                 Some(
                     self.prepare_record(plan, bucket, &rec, inline.as_deref())
                         .await?,
@@ -49,6 +52,8 @@ impl ObjectService {
             }
             None => None,
         };
+        // The tags' `seq` prepared, if any: the commit keeps it or goes higher.
+        let prepared_tags_seq = prepared.as_ref().map_or(0, Prepared::tags_seq);
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let target = bucket.clone();
         let version_id = version_id.map(str::to_string);
@@ -60,6 +65,7 @@ impl ObjectService {
                 let (vkey, mut rec, current) =
                     tag_target(&*kv, &bucket, &key, version_id.as_deref())?;
                 rec.tags = tags;
+                rec.tags_seq = svc.next_tags_seq(&rec).max(prepared_tags_seq);
                 let encoded = encode(&rec)?;
                 kv.put(Table::Versions, &vkey, &encoded)?;
                 if current {
@@ -71,6 +77,13 @@ impl ObjectService {
             .await;
         self.finish_prepared(prepared, committed, |rec| Some(version_op(&target, rec)))
             .await
+    }
+}
+
+impl ObjectService {
+    /// The `tags_seq` for new tags of `rec` made now: later than its current tags'.
+    fn next_tags_seq(&self, rec: &ObjectRecord) -> u64 {
+        self.now_seq().max(rec.tags_seq + 1)
     }
 }
 

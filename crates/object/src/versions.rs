@@ -344,6 +344,22 @@ impl ObjectService {
         Ok((removed, freed, Some(op)))
     }
 
+    /// The `seq` for a change of `bucket/key` made now: the clock in microseconds, and
+    /// above the key's newest version and any removal of its `null` version, so every
+    /// replica orders the change after them.
+    pub(crate) fn next_seq(&self, kv: &dyn KvRead, bucket: &str, key: &str) -> Result<u64> {
+        let mut newest = None;
+        scan_versions(kv, bucket, key, &mut |_, v| {
+            newest = Some(v.seq);
+            false
+        })?;
+        let removed = tombstone_seq(kv, &tombstone_key(bucket, key, NULL_VERSION))?;
+        Ok(self
+            .now_seq()
+            .max(newest.map_or(0, |s| s + 1))
+            .max(removed.map_or(0, |s| s + 1)))
+    }
+
     /// A `seq` for a change made now: the clock in microseconds.
     pub(crate) fn now_seq(&self) -> u64 {
         self.clock.now_ms().saturating_mul(1000)

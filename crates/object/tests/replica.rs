@@ -220,6 +220,37 @@ async fn prepared_versions_stay_invisible_until_committed_and_expire_if_never() 
 }
 
 #[tokio::test]
+async fn copies_of_one_version_keep_the_later_tags_whatever_order_they_arrive_in() {
+    let env = Env::with_config(multipart_config());
+    env.create_versioned_bucket("bkt").await;
+    let local = env.put("bkt", "k", b"tagged").await;
+    let tagged = |tag: &str, tags_seq: u64| {
+        let mut rec = local.clone();
+        rec.tags = vec![("t".into(), tag.into())];
+        rec.tags_seq = tags_seq;
+        rec
+    };
+    let (earlier, later) = (tagged("earlier", 10), tagged("later", 20));
+    let tags = |env: &Env| env.svc.head_object("bkt", "k", None).unwrap().tags;
+    // The later tags first, then the earlier ones: the later stay.
+    assert_eq!(
+        apply(&env, vec![version("bkt", &later), version("bkt", &earlier)]).await,
+        [0, 1]
+    );
+    assert_eq!(tags(&env), later.tags);
+    // Tags changed here are stamped after any copy's.
+    let rec = env
+        .svc
+        .put_tags("bkt", "k", None, vec![("t".into(), "here".into())])
+        .await
+        .unwrap();
+    assert!(rec.tags_seq > later.tags_seq, "{rec:?}");
+    assert_eq!(rec.seq, local.seq, "a tag change keeps the version's seq");
+    assert_eq!(apply(&env, vec![version("bkt", &later)]).await, [0]);
+    assert_eq!(tags(&env), rec.tags);
+}
+
+#[tokio::test]
 async fn prepared_removals_change_nothing_until_committed() {
     let env = Env::with_config(multipart_config());
     env.create_versioned_bucket("bkt").await;

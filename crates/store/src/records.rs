@@ -269,6 +269,10 @@ pub struct ObjectRecord {
     /// (algorithm, value in S3's base64 form), e.g. `("SHA256", "n4bQ...=")`.
     pub checksums: Vec<(String, String)>,
     pub headers: StandardHeaders,
+    /// When the tags were last changed (a `seq`; 0 if never since the version was made).
+    /// Tag changes keep the version's `seq`, so copies of one version order their tags
+    /// by this instead: a replica keeps the copy with the later tags.
+    pub tags_seq: u64,
 }
 
 /// Standard HTTP headers given on upload, stored with the object and returned on
@@ -301,11 +305,52 @@ struct ObjectRecordV1 {
     body: Body,
 }
 
+/// Format 2 of `ObjectRecord`, before `tags_seq`.
+#[derive(Serialize, Deserialize)]
+struct ObjectRecordV2 {
+    key: String,
+    version_id: String,
+    seq: u64,
+    delete_marker: bool,
+    created_ms: u64,
+    size: u64,
+    etag: String,
+    sha256: String,
+    content_type: String,
+    user_meta: Vec<(String, String)>,
+    tags: Vec<(String, String)>,
+    part_sizes: Vec<u64>,
+    body: Body,
+    checksums: Vec<(String, String)>,
+    headers: StandardHeaders,
+}
+
 impl Record for ObjectRecord {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
         match version {
+            2 => {
+                let v2: ObjectRecordV2 = postcard_decode(body)?;
+                Ok(ObjectRecord {
+                    key: v2.key,
+                    version_id: v2.version_id,
+                    seq: v2.seq,
+                    delete_marker: v2.delete_marker,
+                    created_ms: v2.created_ms,
+                    size: v2.size,
+                    etag: v2.etag,
+                    sha256: v2.sha256,
+                    content_type: v2.content_type,
+                    user_meta: v2.user_meta,
+                    tags: v2.tags,
+                    part_sizes: v2.part_sizes,
+                    body: v2.body,
+                    checksums: v2.checksums,
+                    headers: v2.headers,
+                    tags_seq: 0,
+                })
+            }
             1 => {
                 let v1: ObjectRecordV1 = postcard_decode(body)?;
                 Ok(ObjectRecord {
@@ -324,6 +369,7 @@ impl Record for ObjectRecord {
                     body: v1.body,
                     checksums: Vec::new(),
                     headers: StandardHeaders::default(),
+                    tags_seq: 0,
                 })
             }
             _ => Err(StoreError::Decode(format!(
@@ -502,6 +548,30 @@ mod tests {
     }
 
     #[test]
+    fn format_2_object_records_are_read_with_tags_never_changed() {
+        let v2 = ObjectRecordV2 {
+            key: "k".into(),
+            version_id: "v".into(),
+            seq: 5,
+            delete_marker: false,
+            created_ms: 1,
+            size: 0,
+            etag: "e".into(),
+            sha256: "s".into(),
+            content_type: "c".into(),
+            user_meta: vec![],
+            tags: vec![("t".into(), "u".into())],
+            part_sizes: vec![],
+            body: Body::Inline,
+            checksums: vec![("CRC32".into(), "AAAAAA==".into())],
+            headers: StandardHeaders::default(),
+        };
+        let rec: ObjectRecord = decode(&with_version(2, &v2)).unwrap();
+        assert_eq!((rec.seq, rec.tags_seq), (5, 0));
+        assert_eq!((rec.tags, rec.checksums), (v2.tags, v2.checksums));
+    }
+
+    #[test]
     fn format_1_uploads_and_parts_are_read_without_new_fields() {
         let up = UploadRecordV1 {
             upload_id: "u".into(),
@@ -556,6 +626,7 @@ mod tests {
             body: Body::Inline,
             checksums: vec![],
             headers: StandardHeaders::default(),
+            tags_seq: 0,
         };
         let v1 = PendingVersionV1 {
             source: "n1".into(),
