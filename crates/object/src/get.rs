@@ -234,10 +234,7 @@ impl ObjectService {
                     Ok((r, _)) => Some(record_fingerprint(r)?),
                     Err(_) => None,
                 },
-                tags: local
-                    .as_ref()
-                    .ok()
-                    .map(|(r, _)| (r.tags_seq, r.tags.clone())),
+                current: local.as_ref().ok().map(|(r, _)| r.clone()),
                 pending,
             };
             match self.newest_state(plan, bucket, key, state).await? {

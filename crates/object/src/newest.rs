@@ -32,8 +32,8 @@ pub(crate) struct LocalState {
     pub seq: u64,
     /// The fingerprint of its current record, if it has one.
     pub record: Option<[u8; 32]>,
-    /// That record's tags with their `tags_seq`.
-    pub tags: Option<(u64, Vec<(String, String)>)>,
+    /// That record.
+    pub current: Option<ObjectRecord>,
     /// The newest copy prepared here and not committed (quorum mode).
     pub pending: Option<(u64, String)>,
 }
@@ -141,7 +141,8 @@ impl ObjectService {
             answers.push(settled);
         }
         let newest_seq = answers.iter().map(|(_, r)| r.state_seq).max().unwrap_or(0);
-        // Same version, other tags: the copy with the later tags wins.
+        // The same state seq, another record: other tags of the same version (the
+        // later win), or this node's version removed there.
         let mut retagged: Option<(&String, &LookupReply, ObjectRecord)> = None;
         for ((source, _), reply) in &answers {
             let Some(bytes) = reply
@@ -152,12 +153,11 @@ impl ObjectService {
                 continue;
             };
             let record: ObjectRecord = decode(bytes)?;
-            let later = match (&retagged, &local.tags) {
+            let later = match (&retagged, &local.current) {
                 (Some((_, _, best)), _) => later_tags(&record, best),
-                (None, Some((tags_seq, tags))) => {
-                    (record.tags_seq, &record.tags) > (*tags_seq, tags)
-                }
-                (None, None) => true,
+                (None, Some(mine)) => supersedes(&record, mine),
+                // This node's state at that seq is a removal: it stands.
+                (None, None) => false,
             };
             if later && !record.delete_marker {
                 retagged = Some((source, reply, record));
@@ -237,7 +237,7 @@ impl ObjectService {
             LocalState {
                 seq,
                 record: current.as_ref().map(record_fingerprint).transpose()?,
-                tags: current.map(|c| (c.tags_seq, c.tags)),
+                current,
                 pending: newest_pending(kv.as_ref(), bucket, key, seq)?,
             }
         };
@@ -429,6 +429,17 @@ impl Drop for RepairClaim {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
     }
+}
+
+/// Whether a peer's current record `theirs`, at the same state seq as this node's
+/// current record `mine`, is the later state: the same version with later tags; an
+/// older version (the peer removed `mine`, its removal keeping `mine`'s seq); or, for
+/// two versions given one seq, the one every replica keeps (the greater version id).
+fn supersedes(theirs: &ObjectRecord, mine: &ObjectRecord) -> bool {
+    if theirs.version_id == mine.version_id && theirs.seq == mine.seq {
+        return later_tags(theirs, mine);
+    }
+    theirs.seq < mine.seq || (theirs.seq == mine.seq && theirs.version_id > mine.version_id)
 }
 
 /// The peers (with their addresses) whose answers show an older state than `seq`.
