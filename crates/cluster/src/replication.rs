@@ -126,16 +126,17 @@ pub enum ReplPayload {
         record: Vec<u8>,
         inline: Option<Vec<u8>>,
     },
-    /// Quorum mode, first phase of a removal: remember it as pending (invisible) until
-    /// the coordinator's `Removed` (its commit) or `Abort`.
-    PrepareRemoval {
+    /// Quorum mode: the coordinator gave up on a prepared change.
+    Abort {
         bucket: String,
         key: String,
         version_id: String,
         seq: u64,
     },
-    /// Quorum mode: the coordinator gave up on a prepared change.
-    Abort {
+    // Variants are numbered in order on the wire: new ones go last.
+    /// Quorum mode, first phase of a removal: remember it as pending (invisible) until
+    /// the coordinator's `Removed` (its commit) or `Abort`.
+    PrepareRemoval {
         bucket: String,
         key: String,
         version_id: String,
@@ -166,6 +167,9 @@ pub struct LookupReply {
     /// For the current version: how far this peer has seen the key change (its newest
     /// version's or latest removal's `seq`; 0 if never).
     pub state_seq: u64,
+    /// The peer holds exactly what the asker does (same state seq, same current
+    /// record), so it sent no record.
+    pub unchanged: bool,
     /// The newest prepared (quorum mode, not yet committed here) version of the key
     /// above `state_seq`, as its `seq` and the node coordinating it: that node knows
     /// whether the write was acknowledged.

@@ -16,8 +16,9 @@ use crate::quorum::Prepared;
 use crate::versions::{DeleteOutcome, NULL_VERSION, find_version, load_bucket, version_op};
 use bucketdb_store::records::{BucketRecord, Versioning};
 
-/// How much longer than the replication timeout (the coordinator's own quorum wait) a
-/// node waits for a coordinator's answer to a delete.
+/// How much longer than twice the replication timeout (the coordinator's own quorum
+/// waits: the prepare, then the commit) a node waits for a coordinator's answer to a
+/// delete.
 const REMOTE_DELETE_SPARE: Duration = Duration::from_secs(10);
 
 /// A delete one node asks of a key's coordinator. DeleteObjects names keys with
@@ -66,7 +67,7 @@ impl ObjectService {
             version_id: version_id.map(str::to_string),
         })?;
         let timeout =
-            Duration::from_millis(self.cluster.replication_timeout_ms()) + REMOTE_DELETE_SPARE;
+            Duration::from_millis(self.cluster.replication_timeout_ms()) * 2 + REMOTE_DELETE_SPARE;
         for (id, address) in self.cluster.coordinators(bucket, key) {
             let answer = self
                 .cluster

@@ -328,7 +328,11 @@ impl ObjectService {
             let current = found.as_ref().ok().map(|(r, _)| record_fingerprint(r));
             let same = current.transpose()?.as_ref() == request.known_record.as_ref();
             if state_seq < known || (state_seq == known && same) {
-                return Ok(encode_message(&state_only)?);
+                let reply = LookupReply {
+                    unchanged: state_seq == known,
+                    ..state_only
+                };
+                return Ok(encode_message(&reply)?);
             }
         }
         // The current version is sent even when a newer one was removed since (deleted
@@ -339,6 +343,7 @@ impl ObjectService {
                 inline,
                 state_seq,
                 pending,
+                unchanged: false,
             },
             Err(e) if is_missing(&e) || matches!(e, ObjectError::MethodNotAllowed) => state_only,
             Err(e) => return Err(e),

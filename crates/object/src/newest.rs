@@ -19,7 +19,6 @@ use bucketdb_store::records::{ObjectRecord, decode, encode};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::get::record_fingerprint;
-use crate::replica::later_tags;
 use crate::versions::{key_state_seq, newest_pending};
 
 /// How long an async-mode read waits for the coordinator's answer before serving this
@@ -140,66 +139,43 @@ impl ObjectService {
         {
             answers.push(settled);
         }
-        let newest_seq = answers.iter().map(|(_, r)| r.state_seq).max().unwrap_or(0);
-        // The same state seq, another record: other tags of the same version (the
-        // later win), or this node's version removed there.
-        let mut retagged: Option<(&String, &LookupReply, ObjectRecord)> = None;
-        for ((source, _), reply) in &answers {
-            let Some(bytes) = reply
-                .record
-                .as_ref()
-                .filter(|_| reply.state_seq == local_seq)
-            else {
+        let newest_seq = answers
+            .iter()
+            .map(|(_, r)| r.state_seq)
+            .max()
+            .unwrap_or(0)
+            .max(local_seq);
+        // What each node at the newest state seq holds as its current version: a peer
+        // that answered "unchanged" holds what this node holds.
+        let mut at_newest: Vec<HeldAt<(&String, &LookupReply)>> = Vec::new();
+        if local_seq == newest_seq {
+            at_newest.push((None, local.current.clone()));
+        }
+        for ((source, _), reply) in answers.iter().filter(|(_, r)| r.state_seq == newest_seq) {
+            if reply.unchanged {
                 continue;
-            };
-            let record: ObjectRecord = decode(bytes)?;
-            let later = match (&retagged, &local.current) {
-                (Some((_, _, best)), _) => later_tags(&record, best),
-                (None, Some(mine)) => supersedes(&record, mine),
-                // This node's state at that seq is a removal: it stands.
-                (None, None) => false,
-            };
-            if later && !record.delete_marker {
-                retagged = Some((source, reply, record));
             }
+            let record = reply
+                .record
+                .as_deref()
+                .map(decode::<ObjectRecord>)
+                .transpose()?;
+            at_newest.push((Some((source, reply)), record));
         }
-        if newest_seq == local_seq
-            && let Some((source, reply, record)) = retagged
-        {
-            return Ok(Newest::Elsewhere {
-                record: Box::new(record),
-                inline: reply.inline.clone(),
-                source: source.clone(),
-            });
-        }
-        if newest_seq <= local_seq {
+        let Some((from, record)) = newest_of(newest_seq, at_newest) else {
+            return Ok(Newest::Here);
+        };
+        let Some((source, reply)) = from else {
+            // This node's own state is the newest.
             if plan.quorum && plan.local_replica {
                 self.repair_from_here(bucket, key, local_seq, &answers);
             }
             return Ok(Newest::Here);
-        }
-        // Of the answers at the newest seq, a removal wins (a version's removal keeps
-        // its `seq`), then the copy with the latest tags.
-        let mut newest: Option<(&String, &LookupReply, ObjectRecord)> = None;
-        for ((source, _), reply) in answers.iter().filter(|(_, r)| r.state_seq == newest_seq) {
-            let Some(bytes) = &reply.record else {
-                return Ok(Newest::Removed);
-            };
-            let record: ObjectRecord = decode(bytes)?;
-            if newest
-                .as_ref()
-                .is_none_or(|(_, _, best)| later_tags(&record, best))
-            {
-                newest = Some((source, reply, record));
-            }
-        }
-        let Some((source, reply, record)) = newest else {
-            return Ok(Newest::Here);
         };
-        if record.delete_marker {
+        let Some(record) = record.filter(|r| !r.delete_marker) else {
             return Ok(Newest::Removed);
-        }
-        if plan.quorum {
+        };
+        if plan.quorum && newest_seq > local_seq {
             let stale = stale_peers(&answers, newest_seq);
             self.spawn_read_repair(
                 (bucket, key, newest_seq),
@@ -241,8 +217,11 @@ impl ObjectService {
                 pending: newest_pending(kv.as_ref(), bucket, key, seq)?,
             }
         };
+        let current_seq = local.current.as_ref().map_or(0, |c| c.seq);
         match self.newest_state(plan, bucket, key, local).await? {
             Newest::Here => Ok(()),
+            // An older version is current elsewhere: this node's was removed there.
+            Newest::Elsewhere { record, .. } if record.seq < current_seq => Err(not_caught_up(key)),
             Newest::Elsewhere {
                 record,
                 inline,
@@ -255,9 +234,7 @@ impl ObjectService {
                 };
                 self.apply_payload(&source, payload).await
             }
-            Newest::Removed => Err(ObjectError::Replication(format!(
-                "a newer change of {key} has not reached this node yet; retry"
-            ))),
+            Newest::Removed => Err(not_caught_up(key)),
         }
     }
 
@@ -336,6 +313,7 @@ impl ObjectService {
             inline,
             state_seq: local_seq,
             pending: None,
+            unchanged: false,
         };
         let me = self.cluster.node().id.clone();
         self.spawn_read_repair((bucket, key, local_seq), me, reply, false, stale);
@@ -431,15 +409,37 @@ impl Drop for RepairClaim {
     }
 }
 
-/// Whether a peer's current record `theirs`, at the same state seq as this node's
-/// current record `mine`, is the later state: the same version with later tags; an
-/// older version (the peer removed `mine`, its removal keeping `mine`'s seq); or, for
-/// two versions given one seq, the one every replica keeps (the greater version id).
-fn supersedes(theirs: &ObjectRecord, mine: &ObjectRecord) -> bool {
-    if theirs.version_id == mine.version_id && theirs.seq == mine.seq {
-        return later_tags(theirs, mine);
+/// What one node holds of a key at a state seq: where its answer came from (`None`:
+/// this node) and its current version.
+type HeldAt<T> = (Option<T>, Option<ObjectRecord>);
+
+/// A removal of `key` made elsewhere has not reached this node yet (503: retry).
+fn not_caught_up(key: &str) -> ObjectError {
+    ObjectError::Replication(format!(
+        "a newer change of {key} has not reached this node yet; retry"
+    ))
+}
+
+/// Of the nodes whose state of a key is at `seq` (each with where its answer came
+/// from, `None` for this node, and its current version), the one whose state is the
+/// latest. A removal made at `seq` (a node with no current version, or one older than
+/// `seq`, since a version's removal keeps its `seq`) wins over copies of the version
+/// made at `seq`, the live older version first; among those copies the later tags win
+/// (two versions given one `seq`: the greater version id, as replicas keep). This
+/// node wins ties, so it serves its own copy unless another is later.
+fn newest_of<T>(seq: u64, nodes: Vec<HeldAt<T>>) -> Option<HeldAt<T>> {
+    let rank = |record: &Option<ObjectRecord>| match record {
+        Some(r) if r.seq >= seq => (0, 0, r.version_id.clone(), r.tags_seq, r.tags.clone()),
+        Some(r) => (2, r.seq, String::new(), 0, Vec::new()),
+        None => (1, 0, String::new(), 0, Vec::new()),
+    };
+    let mut best: Option<HeldAt<T>> = None;
+    for (from, record) in nodes {
+        if best.as_ref().is_none_or(|(_, b)| rank(&record) > rank(b)) {
+            best = Some((from, record));
+        }
     }
-    theirs.seq < mine.seq || (theirs.seq == mine.seq && theirs.version_id > mine.version_id)
+    best
 }
 
 /// The peers (with their addresses) whose answers show an older state than `seq`.
@@ -449,4 +449,75 @@ fn stale_peers(answers: &[((String, String), LookupReply)], seq: u64) -> Vec<(St
         .filter(|(_, r)| r.state_seq < seq)
         .map(|(peer, _)| peer.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bucketdb_store::records::Body;
+
+    fn version(version_id: &str, seq: u64, tags_seq: u64) -> Option<ObjectRecord> {
+        Some(ObjectRecord {
+            key: "k".into(),
+            version_id: version_id.into(),
+            seq,
+            delete_marker: false,
+            created_ms: 0,
+            size: 0,
+            etag: String::new(),
+            sha256: String::new(),
+            content_type: String::new(),
+            user_meta: Vec::new(),
+            tags: Vec::new(),
+            part_sizes: Vec::new(),
+            body: Body::Inline,
+            checksums: Vec::new(),
+            headers: Default::default(),
+            tags_seq,
+        })
+    }
+
+    /// Which node `newest_of` picks among (node, current version) at state seq 10.
+    fn pick(nodes: Vec<(Option<&str>, Option<ObjectRecord>)>) -> Option<&str> {
+        newest_of(10, nodes).and_then(|(from, _)| from)
+    }
+
+    #[test]
+    fn a_removal_at_the_state_seq_wins_over_copies_of_the_removed_version() {
+        // This node still holds v10; a peer removed it (nothing current there).
+        assert_eq!(
+            pick(vec![(None, version("v", 10, 0)), (Some("p"), None)]),
+            Some("p")
+        );
+        // The peer removed it and serves the version before it.
+        let older = (Some("q"), version("u", 5, 0));
+        assert_eq!(
+            pick(vec![(None, version("v", 10, 0)), (Some("p"), None), older]),
+            Some("q")
+        );
+        // This node removed it; a peer that has not yet does not win.
+        assert_eq!(
+            pick(vec![(None, None), (Some("p"), version("v", 10, 0))]),
+            None
+        );
+    }
+
+    #[test]
+    fn among_copies_of_one_version_the_later_tags_win_and_ties_stay_here() {
+        let nodes = vec![
+            (None, version("v", 10, 3)),
+            (Some("p"), version("v", 10, 7)),
+        ];
+        assert_eq!(pick(nodes), Some("p"));
+        let nodes = vec![
+            (None, version("v", 10, 7)),
+            (Some("p"), version("v", 10, 3)),
+        ];
+        assert_eq!(pick(nodes), None);
+        let nodes = vec![
+            (None, version("v", 10, 7)),
+            (Some("p"), version("v", 10, 7)),
+        ];
+        assert_eq!(pick(nodes), None);
+    }
 }

@@ -121,18 +121,41 @@ impl PendingChange {
     }
 }
 
-/// Format 1 of `PendingChange`, when only new versions were prepared.
+/// Format 1 of `PendingChange`, when only new versions were prepared (their records in
+/// format 2).
 #[derive(Serialize, Deserialize)]
 struct PendingVersionV1 {
     source: String,
     bucket: String,
     prepared_ms: u64,
-    record: ObjectRecord,
+    record: ObjectRecordV2,
     inline: Option<Vec<u8>>,
 }
 
+/// Format 2 of `PendingChange`: its prepared versions' records in format 2.
+#[derive(Serialize, Deserialize)]
+struct PendingChangeV2 {
+    source: String,
+    bucket: String,
+    prepared_ms: u64,
+    change: PreparedChangeV2,
+}
+
+#[derive(Serialize, Deserialize)]
+enum PreparedChangeV2 {
+    Version {
+        record: Box<ObjectRecordV2>,
+        inline: Option<Vec<u8>>,
+    },
+    Removal {
+        key: String,
+        version_id: String,
+        seq: u64,
+    },
+}
+
 impl Record for PendingChange {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
         match version {
@@ -143,8 +166,31 @@ impl Record for PendingChange {
                     bucket: v1.bucket,
                     prepared_ms: v1.prepared_ms,
                     change: PreparedChange::Version {
-                        record: Box::new(v1.record),
+                        record: Box::new(v1.record.into()),
                         inline: v1.inline,
+                    },
+                })
+            }
+            2 => {
+                let v2: PendingChangeV2 = postcard_decode(body)?;
+                Ok(PendingChange {
+                    source: v2.source,
+                    bucket: v2.bucket,
+                    prepared_ms: v2.prepared_ms,
+                    change: match v2.change {
+                        PreparedChangeV2::Version { record, inline } => PreparedChange::Version {
+                            record: Box::new((*record).into()),
+                            inline,
+                        },
+                        PreparedChangeV2::Removal {
+                            key,
+                            version_id,
+                            seq,
+                        } => PreparedChange::Removal {
+                            key,
+                            version_id,
+                            seq,
+                        },
                     },
                 })
             }
@@ -325,32 +371,35 @@ struct ObjectRecordV2 {
     headers: StandardHeaders,
 }
 
+impl From<ObjectRecordV2> for ObjectRecord {
+    fn from(v2: ObjectRecordV2) -> Self {
+        ObjectRecord {
+            key: v2.key,
+            version_id: v2.version_id,
+            seq: v2.seq,
+            delete_marker: v2.delete_marker,
+            created_ms: v2.created_ms,
+            size: v2.size,
+            etag: v2.etag,
+            sha256: v2.sha256,
+            content_type: v2.content_type,
+            user_meta: v2.user_meta,
+            tags: v2.tags,
+            part_sizes: v2.part_sizes,
+            body: v2.body,
+            checksums: v2.checksums,
+            headers: v2.headers,
+            tags_seq: 0,
+        }
+    }
+}
+
 impl Record for ObjectRecord {
     const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
         match version {
-            2 => {
-                let v2: ObjectRecordV2 = postcard_decode(body)?;
-                Ok(ObjectRecord {
-                    key: v2.key,
-                    version_id: v2.version_id,
-                    seq: v2.seq,
-                    delete_marker: v2.delete_marker,
-                    created_ms: v2.created_ms,
-                    size: v2.size,
-                    etag: v2.etag,
-                    sha256: v2.sha256,
-                    content_type: v2.content_type,
-                    user_meta: v2.user_meta,
-                    tags: v2.tags,
-                    part_sizes: v2.part_sizes,
-                    body: v2.body,
-                    checksums: v2.checksums,
-                    headers: v2.headers,
-                    tags_seq: 0,
-                })
-            }
+            2 => Ok(postcard_decode::<ObjectRecordV2>(body)?.into()),
             1 => {
                 let v1: ObjectRecordV1 = postcard_decode(body)?;
                 Ok(ObjectRecord {
@@ -609,8 +658,8 @@ mod tests {
     }
 
     #[test]
-    fn format_1_pending_versions_are_read_as_prepared_versions() {
-        let record = ObjectRecord {
+    fn format_1_and_2_pending_changes_are_read_with_their_older_records() {
+        let old_record = || ObjectRecordV2 {
             key: "k".into(),
             version_id: "null".into(),
             seq: 11,
@@ -621,29 +670,37 @@ mod tests {
             sha256: "s".into(),
             content_type: "c".into(),
             user_meta: vec![],
-            tags: vec![],
+            tags: vec![("t".into(), "u".into())],
             part_sizes: vec![],
             body: Body::Inline,
             checksums: vec![],
             headers: StandardHeaders::default(),
-            tags_seq: 0,
+        };
+        let want = PreparedChange::Version {
+            record: Box::new(old_record().into()),
+            inline: Some(b"hi".to_vec()),
         };
         let v1 = PendingVersionV1 {
             source: "n1".into(),
             bucket: "b".into(),
             prepared_ms: 4,
-            record: record.clone(),
+            record: old_record(),
             inline: Some(b"hi".to_vec()),
         };
         let got: PendingChange = decode(&with_version(1, &v1)).unwrap();
         assert_eq!((got.key(), got.seq(), got.source.as_str()), ("k", 11, "n1"));
-        assert_eq!(
-            got.change,
-            PreparedChange::Version {
-                record: Box::new(record),
-                inline: Some(b"hi".to_vec())
-            }
-        );
+        assert_eq!(got.change, want);
+        let v2 = PendingChangeV2 {
+            source: "n1".into(),
+            bucket: "b".into(),
+            prepared_ms: 4,
+            change: PreparedChangeV2::Version {
+                record: Box::new(old_record()),
+                inline: Some(b"hi".to_vec()),
+            },
+        };
+        let got: PendingChange = decode(&with_version(2, &v2)).unwrap();
+        assert_eq!(got.change, want);
         let removal = PendingChange {
             change: PreparedChange::Removal {
                 key: "k".into(),
