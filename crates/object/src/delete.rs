@@ -223,9 +223,19 @@ impl ObjectService {
                 // The removal's tombstone covers the version removed, or more.
                 let found = {
                     let kv = self.cluster.meta().read()?;
-                    find_version(kv.as_ref(), bucket, key, version_id)?
+                    find_version(kv.as_ref(), bucket, key, version_id)?.map(|(_, rec)| rec.seq)
                 };
-                let seq = found.map_or(0, |(_, rec)| rec.seq).max(*at_least_seq);
+                // A version named by id that this node lacks (it stands in for an
+                // unreachable coordinator and missed it) may be on the other replicas:
+                // its removal is made, and prepared, at its own seq all the same.
+                let found = match found {
+                    None if *at_least_seq == 0 => self
+                        .read_remote(bucket, key, Some(version_id))
+                        .await?
+                        .map(|(rec, _)| rec.seq),
+                    found => found,
+                };
+                let seq = found.unwrap_or(0).max(*at_least_seq);
                 if seq == 0 {
                     return Ok(None);
                 }

@@ -258,7 +258,7 @@ impl ObjectService {
 
     /// The version from a peer, when this node lacks it (in a cluster, while data moves
     /// after a topology change, or before replication reached this node).
-    async fn read_remote(
+    pub(crate) async fn read_remote(
         &self,
         bucket: &str,
         key: &str,

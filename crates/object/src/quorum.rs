@@ -42,6 +42,11 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The version the change was prepared for.
+    pub(crate) fn version_id(&self) -> &str {
+        &self.version_id
+    }
+
     /// The `tags_seq` new tags were prepared with (0 for other changes).
     pub(crate) fn tags_seq(&self) -> u64 {
         self.tags_seq

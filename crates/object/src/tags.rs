@@ -56,7 +56,11 @@ impl ObjectService {
         let prepared_tags_seq = prepared.as_ref().map_or(0, Prepared::tags_seq);
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let target = bucket.clone();
-        let version_id = version_id.map(str::to_string);
+        // Committed on the version prepared, even if another became current meanwhile.
+        let version_id = match &prepared {
+            Some(p) => Some(p.version_id().to_string()),
+            None => version_id.map(str::to_string),
+        };
         let svc = self.clone();
         let committed = self
             .cluster
