@@ -351,44 +351,39 @@ struct ObjectRecordV1 {
     body: Body,
 }
 
-/// Format 2 of `ObjectRecord`, before `tags_seq`.
+/// Format 2 of `ObjectRecord`, before `tags_seq`: format 1's fields, then these
+/// (postcard writes a nested struct's fields in place, so this is the flat layout).
 #[derive(Serialize, Deserialize)]
 struct ObjectRecordV2 {
-    key: String,
-    version_id: String,
-    seq: u64,
-    delete_marker: bool,
-    created_ms: u64,
-    size: u64,
-    etag: String,
-    sha256: String,
-    content_type: String,
-    user_meta: Vec<(String, String)>,
-    tags: Vec<(String, String)>,
-    part_sizes: Vec<u64>,
-    body: Body,
+    v1: ObjectRecordV1,
     checksums: Vec<(String, String)>,
     headers: StandardHeaders,
 }
 
 impl From<ObjectRecordV2> for ObjectRecord {
-    fn from(v2: ObjectRecordV2) -> Self {
+    fn from(
+        ObjectRecordV2 {
+            v1,
+            checksums,
+            headers,
+        }: ObjectRecordV2,
+    ) -> Self {
         ObjectRecord {
-            key: v2.key,
-            version_id: v2.version_id,
-            seq: v2.seq,
-            delete_marker: v2.delete_marker,
-            created_ms: v2.created_ms,
-            size: v2.size,
-            etag: v2.etag,
-            sha256: v2.sha256,
-            content_type: v2.content_type,
-            user_meta: v2.user_meta,
-            tags: v2.tags,
-            part_sizes: v2.part_sizes,
-            body: v2.body,
-            checksums: v2.checksums,
-            headers: v2.headers,
+            key: v1.key,
+            version_id: v1.version_id,
+            seq: v1.seq,
+            delete_marker: v1.delete_marker,
+            created_ms: v1.created_ms,
+            size: v1.size,
+            etag: v1.etag,
+            sha256: v1.sha256,
+            content_type: v1.content_type,
+            user_meta: v1.user_meta,
+            tags: v1.tags,
+            part_sizes: v1.part_sizes,
+            body: v1.body,
+            checksums,
+            headers,
             tags_seq: 0,
         }
     }
@@ -400,27 +395,12 @@ impl Record for ObjectRecord {
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, StoreError> {
         match version {
             2 => Ok(postcard_decode::<ObjectRecordV2>(body)?.into()),
-            1 => {
-                let v1: ObjectRecordV1 = postcard_decode(body)?;
-                Ok(ObjectRecord {
-                    key: v1.key,
-                    version_id: v1.version_id,
-                    seq: v1.seq,
-                    delete_marker: v1.delete_marker,
-                    created_ms: v1.created_ms,
-                    size: v1.size,
-                    etag: v1.etag,
-                    sha256: v1.sha256,
-                    content_type: v1.content_type,
-                    user_meta: v1.user_meta,
-                    tags: v1.tags,
-                    part_sizes: v1.part_sizes,
-                    body: v1.body,
-                    checksums: Vec::new(),
-                    headers: StandardHeaders::default(),
-                    tags_seq: 0,
-                })
+            1 => Ok(ObjectRecordV2 {
+                v1: postcard_decode(body)?,
+                checksums: Vec::new(),
+                headers: StandardHeaders::default(),
             }
+            .into()),
             _ => Err(StoreError::Decode(format!(
                 "unknown object record format {version}"
             ))),
@@ -596,15 +576,15 @@ mod tests {
         assert_eq!(decode::<ObjectRecord>(&bytes).unwrap(), rec);
     }
 
-    #[test]
-    fn format_2_object_records_are_read_with_tags_never_changed() {
-        let v2 = ObjectRecordV2 {
+    /// A format-1 record of key `k` with one tag, inline.
+    fn tagged_v1(version_id: &str, seq: u64) -> ObjectRecordV1 {
+        ObjectRecordV1 {
             key: "k".into(),
-            version_id: "v".into(),
-            seq: 5,
+            version_id: version_id.into(),
+            seq,
             delete_marker: false,
             created_ms: 1,
-            size: 0,
+            size: 2,
             etag: "e".into(),
             sha256: "s".into(),
             content_type: "c".into(),
@@ -612,12 +592,23 @@ mod tests {
             tags: vec![("t".into(), "u".into())],
             part_sizes: vec![],
             body: Body::Inline,
+        }
+    }
+
+    #[test]
+    fn format_2_object_records_are_read_with_tags_never_changed() {
+        let v2 = ObjectRecordV2 {
+            v1: tagged_v1("v", 5),
             checksums: vec![("CRC32".into(), "AAAAAA==".into())],
             headers: StandardHeaders::default(),
         };
-        let rec: ObjectRecord = decode(&with_version(2, &v2)).unwrap();
+        let bytes = with_version(2, &v2);
+        let rec: ObjectRecord = decode(&bytes).unwrap();
         assert_eq!((rec.seq, rec.tags_seq), (5, 0));
-        assert_eq!((rec.tags, rec.checksums), (v2.tags, v2.checksums));
+        assert_eq!((&rec.tags, &rec.checksums), (&v2.v1.tags, &v2.checksums));
+        // Format 3 is format 2's layout with `tags_seq` appended (0: one byte).
+        let now = encode(&rec).unwrap();
+        assert_eq!(now[1..], [&bytes[1..], &[0]].concat());
     }
 
     #[test]
@@ -660,19 +651,7 @@ mod tests {
     #[test]
     fn format_1_and_2_pending_changes_are_read_with_their_older_records() {
         let old_record = || ObjectRecordV2 {
-            key: "k".into(),
-            version_id: "null".into(),
-            seq: 11,
-            delete_marker: false,
-            created_ms: 1,
-            size: 2,
-            etag: "e".into(),
-            sha256: "s".into(),
-            content_type: "c".into(),
-            user_meta: vec![],
-            tags: vec![("t".into(), "u".into())],
-            part_sizes: vec![],
-            body: Body::Inline,
+            v1: tagged_v1("null", 11),
             checksums: vec![],
             headers: StandardHeaders::default(),
         };
