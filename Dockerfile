@@ -18,7 +18,9 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home-dir /data bucketdb \
  && mkdir -p /data && chown bucketdb /data
 COPY --from=build /usr/local/bin/bucketdb /usr/local/bin/bucketdb
-USER bucketdb
+# Starts as root only to hand /data (often a bind mount owned by the host user) to the
+# `bucketdb` user, then runs the node as that user.
+COPY scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENV BUCKETDB_STORAGE_PATH=/data/storage \
     BUCKETDB_METADATA_PATH=/data/meta \
     BUCKETDB_HTTP_ADDR=0.0.0.0:9080 \
@@ -27,5 +29,5 @@ VOLUME /data
 EXPOSE 9080 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD curl -fsS http://127.0.0.1:9080/health/ready || exit 1
-ENTRYPOINT ["bucketdb"]
+ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["server"]

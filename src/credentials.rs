@@ -87,15 +87,15 @@ pub fn resolve_credentials(
             ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(Error::at(&path)(e)),
     }
-    std::fs::create_dir_all(&config.metadata_path)?;
+    std::fs::create_dir_all(&config.metadata_path).map_err(Error::at(&config.metadata_path))?;
     let stored = Stored {
         access_key: format!("BK{}", random_string(random, ACCESS_KEY_ALPHABET, 18)),
         secret_key: random_string(random, SECRET_KEY_ALPHABET, 40),
     };
     let text = toml::to_string(&stored).map_err(|e| std::io::Error::other(e.to_string()))?;
-    write_private_file(&path, &text)?;
+    write_private_file(&path, &text).map_err(Error::at(&path))?;
     Ok((
         Credentials {
             access_key: stored.access_key,

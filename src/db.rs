@@ -32,10 +32,10 @@ fn node_id(config: &Config, random: &dyn Random) -> Result<String, Error> {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(Error::at(&path)(e)),
     }
     let id = format!("node-{}", hex::encode(random_bytes::<6>(random)));
-    crate::credentials::write_private_file(&path, &id)?;
+    crate::credentials::write_private_file(&path, &id).map_err(Error::at(&path))?;
     Ok(id)
 }
 
@@ -51,8 +51,9 @@ impl BucketDb {
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
     ) -> Result<Self, Error> {
-        std::fs::create_dir_all(&config.storage_path)?;
-        std::fs::create_dir_all(&config.metadata_path)?;
+        for dir in [&config.storage_path, &config.metadata_path] {
+            std::fs::create_dir_all(dir).map_err(Error::at(dir))?;
+        }
         let node = NodeInfo {
             id: node_id(config, random.as_ref())?,
             address: config
@@ -191,5 +192,33 @@ impl BucketDb {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data folder the node cannot create is named in the error, so an operator knows
+    /// which mount or permission to fix.
+    #[tokio::test]
+    async fn an_unusable_data_folder_is_named_in_the_error() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blocker = dir.path().join("a-file");
+        std::fs::write(&blocker, b"not a folder")?;
+        let config = Config {
+            storage_path: blocker.join("storage"),
+            metadata_path: dir.path().join("meta"),
+            ..Config::default()
+        };
+        let Err(err) = BucketDb::open(&config) else {
+            anyhow::bail!("a storage path under a regular file must not open");
+        };
+        let message = err.to_string();
+        assert!(
+            message.contains(&config.storage_path.display().to_string()),
+            "{message}"
+        );
+        Ok(())
     }
 }

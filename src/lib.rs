@@ -39,6 +39,23 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A file or folder the node needs could not be created or read (a data folder owned
+    /// by another user, say): the message names it.
+    #[error("cannot use {}", path.display())]
+    Path {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Cluster(#[from] bucketdb_cluster::membership::MembershipError),
+}
+
+impl Error {
+    /// An I/O failure on `path`, named in the message.
+    pub(crate) fn at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Path {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

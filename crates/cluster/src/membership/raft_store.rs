@@ -140,10 +140,17 @@ impl RaftDb {
         key: &'static str,
         value: &T,
     ) -> Result<(), RaftDbError> {
-        let bytes = serde_json::to_vec(value)?;
+        self.put_metas(vec![(key, serde_json::to_vec(value)?)])
+            .await
+    }
+
+    /// Store several encoded values in one transaction: a crash keeps all or none.
+    async fn put_metas(&self, rows: Vec<(&'static str, Vec<u8>)>) -> Result<(), RaftDbError> {
         self.write(move |txn| {
             let mut t = txn.open_table(META).map_err(RaftDbError::db)?;
-            t.insert(key, bytes.as_slice()).map_err(RaftDbError::db)?;
+            for (key, bytes) in &rows {
+                t.insert(*key, bytes.as_slice()).map_err(RaftDbError::db)?;
+            }
             Ok(())
         })
         .await
@@ -454,21 +461,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let bytes = snapshot.into_inner();
-        let data: SmData = serde_json::from_slice(&bytes).map_err(|e| io_err(e.into()))?;
-        self.data = SmData {
+        let received: SmData = serde_json::from_slice(&bytes).map_err(|e| io_err(e.into()))?;
+        let data = SmData {
             last_applied: meta.last_log_id,
             last_membership: meta.last_membership.clone(),
-            ring: data.ring,
+            ring: received.ring,
         };
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: bytes,
         };
-        self.db
-            .put_meta(KEY_SNAPSHOT, &stored)
-            .await
-            .map_err(io_err)?;
-        self.persist().await.map_err(io_err)?;
+        let rows = vec![
+            (
+                KEY_SNAPSHOT,
+                serde_json::to_vec(&stored).map_err(|e| io_err(e.into()))?,
+            ),
+            (
+                KEY_SM,
+                serde_json::to_vec(&data).map_err(|e| io_err(e.into()))?,
+            ),
+        ];
+        // The snapshot and the state it sets are stored together, so a crash cannot
+        // leave one without the other; memory changes only once both are durable.
+        self.db.put_metas(rows).await.map_err(io_err)?;
+        self.data = data;
         self.ring.send_replace(self.data.ring.clone());
         Ok(())
     }
@@ -503,11 +519,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn applied_ring_commands_persist_across_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = RaftDb::open(dir.path()).expect("open");
-        let (mut sm, rx) = StateMachine::open(db.clone()).expect("sm");
+    /// The log of a one-node group: a blank entry, raft member 7, then ring member `a`.
+    fn member_a_joins() -> Vec<Entry<TypeConfig>> {
         let mut nodes = BTreeMap::new();
         nodes.insert(
             7u64,
@@ -517,21 +530,26 @@ mod tests {
             },
         );
         let membership = Membership::new(vec![[7u64].into_iter().collect()], nodes);
-        let out = sm
-            .apply(vec![
-                entry(1, EntryPayload::Blank),
-                entry(2, EntryPayload::Membership(membership)),
-                entry(
-                    3,
-                    EntryPayload::Normal(RingCommand::AddMember {
-                        id: "a".into(),
-                        address: "127.0.0.1:1".into(),
-                        state: MemberState::Active,
-                    }),
-                ),
-            ])
-            .await
-            .expect("apply");
+        vec![
+            entry(1, EntryPayload::Blank),
+            entry(2, EntryPayload::Membership(membership)),
+            entry(
+                3,
+                EntryPayload::Normal(RingCommand::AddMember {
+                    id: "a".into(),
+                    address: "127.0.0.1:1".into(),
+                    state: MemberState::Active,
+                }),
+            ),
+        ]
+    }
+
+    #[tokio::test]
+    async fn applied_ring_commands_persist_across_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = RaftDb::open(dir.path()).expect("open");
+        let (mut sm, rx) = StateMachine::open(db.clone()).expect("sm");
+        let out = sm.apply(member_a_joins()).await.expect("apply");
         assert_eq!(out.last().map(|r| r.ring_version), Some(1));
         assert!(rx.borrow().is_member("a"));
         drop((sm, db, rx));
@@ -544,6 +562,71 @@ mod tests {
         let (applied, membership) = sm.applied_state().await.expect("applied");
         assert_eq!(applied.map(|l| l.index), Some(3));
         assert_eq!(membership_nodes(&membership).len(), 1);
+    }
+
+    /// Opens a fresh raft database in its own temporary folder for each suite case.
+    struct FreshRaftDb;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir>
+        for FreshRaftDb
+    {
+        async fn build(&self) -> StorageResult<(tempfile::TempDir, LogStore, StateMachine)> {
+            let dir = tempfile::tempdir().map_err(|e| io_err(RaftDbError::db(e)))?;
+            let db = RaftDb::open(dir.path()).map_err(io_err)?;
+            let (sm, _ring) = StateMachine::open(db.clone()).map_err(io_err)?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    /// openraft's own conformance cases for log stores and state machines: vote, log
+    /// reads, purge and truncation, membership recovery, applying, and building a
+    /// snapshot on one store and installing it on another.
+    #[test]
+    fn the_raft_store_passes_openraft_storage_suite() -> Result<(), String> {
+        openraft::testing::Suite::test_all(FreshRaftDb).map_err(|e| e.to_string())
+    }
+
+    /// A node that catches up from a snapshot (its log was purged on the leader) keeps
+    /// the ring it received across a restart, and can hand the snapshot on in turn.
+    #[tokio::test]
+    async fn an_installed_snapshot_survives_a_restart() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, _rx) =
+            StateMachine::open(RaftDb::open(leader_dir.path()).expect("open")).expect("sm");
+        leader.apply(member_a_joins()).await.expect("apply");
+        let built = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (mut follower, rx) =
+            StateMachine::open(RaftDb::open(follower_dir.path()).expect("open")).expect("sm");
+        let mut incoming = follower.begin_receiving_snapshot().await.expect("begin");
+        *incoming = *built.snapshot;
+        follower
+            .install_snapshot(&built.meta, incoming)
+            .await
+            .expect("install");
+        assert!(rx.borrow().is_member("a"), "the installed ring is live");
+        drop((follower, rx));
+
+        let db = RaftDb::open(follower_dir.path()).expect("reopen");
+        let ring = db.stored_ring().expect("read").expect("stored");
+        assert!(ring.is_member("a"));
+        assert_eq!(ring.ring_version, 1);
+        let (mut follower, _rx) = StateMachine::open(db).expect("sm");
+        let (applied, membership) = follower.applied_state().await.expect("applied");
+        assert_eq!(applied.map(|l| l.index), Some(3));
+        assert_eq!(membership_nodes(&membership).len(), 1);
+        let kept = follower
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("the snapshot is kept");
+        assert_eq!(kept.meta, built.meta);
     }
 
     #[tokio::test]
