@@ -14,10 +14,11 @@ import hashlib
 import os
 import pathlib
 import re
+import time
 
 import pytest
 import requests
-from conftest import REPO_ROOT, running_node
+from conftest import REPO_ROOT, Node, running_node
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -37,6 +38,11 @@ PHONE = {"width": 390, "height": 844}
 UPLOAD_BYTES = 3 * 1024 * 1024
 # The console's page size (PAGE_SIZE in objects.js).
 PAGE_SIZE = 100
+# Cluster nodes: short liveness timings, so a killed node is reported down within seconds
+# (the console polls /cluster every 5 s; UI_TIMEOUT_MS covers both).
+CLUSTER_ARGS = ["--cluster-secret", "console-test-cluster-secret-0001",
+                "--heartbeat-interval", "200ms", "--node-down-timeout", "2s"]
+READY_POLL_S = 0.1
 
 
 def missing(reason):
@@ -451,6 +457,56 @@ def test_cluster_view_renders_many_nodes_and_data_movement(console):
     expect(page.locator('#nodes tr[data-node="node-3"]')).to_contain_text("suspect")
     expect(page.locator('#nodes tr[data-node="node-4"]')).to_contain_text("down")
     console.shot("cluster-many-nodes")
+
+
+def wait_ready(node, timeout=REQUEST_TIMEOUT):
+    """Polls /health/ready until 200: a joining node is ready once it is a member."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(node.base_url + "/health/ready", timeout=REQUEST_TIMEOUT).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(READY_POLL_S)
+    pytest.fail(f"{node.base_url} not ready after {timeout}s; log:\n{node.log_tail()}")
+
+
+def test_the_cluster_view_shows_a_killed_node_down_while_its_data_stays_readable(browser, tmp_path):
+    """The issue's promise: kill a node of a running cluster and watch the console show
+    it down, while what was written stays readable through the others."""
+    keys = {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    with running_node(tmp_path / "a", extra_args=CLUSTER_ARGS + ["--bootstrap"], **keys) as a:
+        wait_ready(a)
+        join = CLUSTER_ARGS + ["--join", a.base_url]
+        with running_node(tmp_path / "b", extra_args=join, **keys) as b:
+            c = Node(tmp_path / "c", 1, extra_args=join, **keys)
+            try:
+                wait_ready(b)
+                wait_ready(c)
+                body = write_random(tmp_path / "kept.bin", 200_000, seed=7)
+                rest(a, "POST", "/objects/kept/kept.bin", data=body)
+
+                console = Console(browser, a)
+                page = console.page
+                console.login()
+                page.click('.views a[data-view="cluster"]')
+                expect(page.locator("#nodes tbody tr")).to_have_count(3)
+                expect(page.locator(".cards")).to_contain_text("3 / 3 alive")
+                row_c = page.locator(f'#nodes tr[data-node="{c.node_id}"]')
+                expect(row_c).to_contain_text("alive")
+
+                c.kill()  # SIGKILL
+                expect(row_c).to_contain_text("down")
+                expect(page.locator(".cards")).to_contain_text("2 / 3 alive")
+                for n in (a, b):
+                    assert rest(n, "GET", "/objects/kept/kept.bin").content == body, n.base_url
+                console.shot("cluster-node-down")
+                console.close()
+            finally:
+                c.kill()
 
 
 def test_an_expired_session_returns_to_the_login_form(console):
