@@ -256,6 +256,27 @@ async fn nodes_join_leave_and_die_while_every_key_stays_readable() {
     readers.one_more_pass().await;
     readers.assert_no_failures("a join");
 
+    // Settled, later anti-entropy rounds agree with each peer on a whole page by one
+    // hash: every node shares keys with the three others (3 copies over 4 nodes).
+    const MATCHED: &str = "bucketdb_anti_entropy_ranges_matched_total";
+    let mut before = Vec::new();
+    for n in four {
+        before.push(
+            metric(&c, n, MATCHED)
+                .await
+                .expect("matched ranges counted"),
+        );
+    }
+    eventually("pages settled by their hash", &four, || async {
+        for (n, start) in four.iter().zip(&before) {
+            if metric(&c, n, MATCHED).await? < start + 3 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+
     // c dies and is removed: the survivors re-create its copies (every key on a, b, d).
     readers
         .switch_to([&a, &b, &d].iter().map(|n| n.url("")).collect())

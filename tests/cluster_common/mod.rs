@@ -191,6 +191,21 @@ pub async fn get_json(c: &reqwest::Client, n: &Node, path: &str) -> Option<Value
     resp.json().await.ok()
 }
 
+/// An unlabelled counter or gauge from a node's `/metrics`.
+pub async fn metric(c: &reqwest::Client, n: &Node, name: &str) -> Option<u64> {
+    let text = c
+        .get(n.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
 pub async fn cluster(c: &reqwest::Client, n: &Node) -> Option<Value> {
     get_json(c, n, "/cluster").await
 }

@@ -239,6 +239,14 @@ impl Metrics {
                 "bucketdb_anti_entropy_copies_total",
                 s.rebalance.copies_queued,
             ),
+            (
+                "bucketdb_anti_entropy_ranges_matched_total",
+                s.rebalance.ranges_matched,
+            ),
+            (
+                "bucketdb_anti_entropy_ranges_compared_total",
+                s.rebalance.ranges_compared,
+            ),
             ("bucketdb_handoffs_total", s.rebalance.handed_off),
             ("bucketdb_forwarded_requests_total", s.forwarded_requests),
             ("bucketdb_read_repairs_total", s.read_repairs),

@@ -169,6 +169,7 @@ fn internal_operation(path: &str) -> &'static str {
         net::PATH_REPLICATE => "InternalReplicate",
         net::PATH_CHUNK => "InternalChunk",
         net::PATH_DIGESTS => "InternalDigests",
+        net::PATH_RANGE_SUMMARY => "InternalRangeSummary",
         net::PATH_LOOKUP => "InternalLookup",
         net::PATH_DELETE => "InternalDelete",
         net::PATH_UPLOADS => "InternalUploads",

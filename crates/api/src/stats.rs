@@ -64,6 +64,9 @@ pub struct Rebalance {
     pub handed_off: u64,
     /// Versions held here that belong elsewhere, as of the last round.
     pub handoff_pending: u64,
+    /// (page, replica) pairs settled by one hash, and compared version by version.
+    pub ranges_matched: u64,
+    pub ranges_compared: u64,
 }
 
 /// A snapshot of one node's counters.
@@ -129,6 +132,8 @@ impl NodeStats {
                 copies_queued: load(&s.anti_entropy_copies),
                 handed_off: load(&s.handoffs),
                 handoff_pending: load(&s.handoff_pending),
+                ranges_matched: load(&s.anti_entropy_ranges_matched),
+                ranges_compared: load(&s.anti_entropy_ranges_compared),
             },
             forwarded_requests: state.metrics.forwarded(),
             read_repairs: load(&s.read_repairs),

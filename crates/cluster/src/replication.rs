@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 use crate::membership::Liveness;
 use crate::membership::network::{
-    PATH_CHUNK, PATH_DIGESTS, PATH_LOOKUP, PATH_REPLICATE, PeerError, TransportError,
+    PATH_CHUNK, PATH_DIGESTS, PATH_LOOKUP, PATH_RANGE_SUMMARY, PATH_REPLICATE, PeerError,
+    TransportError,
 };
 use crate::membership::ring_state::MemberState;
 use crate::{Cluster, ClusterError};
@@ -198,6 +199,50 @@ pub struct VersionDigest {
     pub seq: u64,
     /// When the version's tags last changed (`ObjectRecord::tags_seq`).
     pub tags_seq: u64,
+}
+
+/// Anti-entropy's first question about one page of versions: a hash of the digests of
+/// the versions in `first..=last` (keys of the `versions` table) that the asker holds and
+/// the peer should hold too. The peer hashes its own versions of that range that both
+/// should hold; equal hashes mean it holds exactly those copies, so the page needs no
+/// per-version digests. Anything else (a missing or newer copy, a ring change, a
+/// handoff) makes the hashes differ, and the page is compared version by version.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RangeSummary {
+    /// Node id of the asker.
+    pub asker: String,
+    pub first: Vec<u8>,
+    pub last: Vec<u8>,
+    /// How many versions the hash covers.
+    pub count: u32,
+    pub hash: [u8; 32],
+}
+
+/// Hashes version digests in `versions` table order into a [`RangeSummary`] hash.
+#[derive(Default)]
+pub struct RangeHasher {
+    hasher: sha2::Sha256,
+    count: u32,
+}
+
+impl RangeHasher {
+    pub fn add(&mut self, d: &VersionDigest) {
+        use sha2::Digest;
+        // Length-prefixed, so no two digest lists hash the same bytes.
+        for field in [&d.bucket, &d.key, &d.version_id] {
+            self.hasher.update((field.len() as u64).to_le_bytes());
+            self.hasher.update(field.as_bytes());
+        }
+        self.hasher.update(d.seq.to_le_bytes());
+        self.hasher.update(d.tags_seq.to_le_bytes());
+        self.count += 1;
+    }
+
+    /// (versions hashed, hash)
+    pub fn finish(self) -> (u32, [u8; 32]) {
+        use sha2::Digest;
+        (self.count, self.hasher.finalize().into())
+    }
 }
 
 /// The peer's answer: the buckets it lacks (indexes into the request), and per version
@@ -490,12 +535,41 @@ impl Cluster {
             .collect()
     }
 
+    /// Ask a peer whether it holds exactly the versions `summary` covers (`Ok(false)`:
+    /// compare them one by one).
+    pub async fn compare_range(
+        &self,
+        address: &str,
+        summary: &RangeSummary,
+    ) -> Result<bool, ClusterError> {
+        self.ask_anti_entropy(address, PATH_RANGE_SUMMARY, summary)
+            .await
+    }
+
     /// Ask a peer how its copies compare with `request`.
     pub async fn compare_digests(
         &self,
         address: &str,
         request: &DigestRequest,
     ) -> Result<DigestReply, ClusterError> {
+        let reply: DigestReply = self
+            .ask_anti_entropy(address, PATH_DIGESTS, request)
+            .await?;
+        if reply.versions.len() != request.versions.len() {
+            return Err(ClusterError::Codec(
+                "a digest reply does not match its request".into(),
+            ));
+        }
+        Ok(reply)
+    }
+
+    /// One anti-entropy question to a peer, answered in one message.
+    async fn ask_anti_entropy<T: Serialize, R: for<'a> Deserialize<'a>>(
+        &self,
+        address: &str,
+        path: &str,
+        question: &T,
+    ) -> Result<R, ClusterError> {
         let m = self
             .membership
             .get()
@@ -504,18 +578,12 @@ impl Cluster {
             .client()
             .call_bytes(
                 address,
-                PATH_DIGESTS,
-                encode_message(request)?,
+                path,
+                encode_message(question)?,
                 CHUNK_FETCH_TIMEOUT,
             )
             .await?;
-        let reply: DigestReply = decode_message(&answer)?;
-        if reply.versions.len() != request.versions.len() {
-            return Err(ClusterError::Codec(
-                "a digest reply does not match its request".into(),
-            ));
-        }
-        Ok(reply)
+        decode_message(&answer)
     }
 
     /// Operations still queued for `peer` (for status and tests).
@@ -987,5 +1055,46 @@ fn payload_size(p: &ReplPayload) -> usize {
             record.len() + inline.as_ref().map_or(0, Vec::len)
         }
         ReplPayload::Abort { key, .. } => key.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(bucket: &str, key: &str, seq: u64, tags_seq: u64) -> VersionDigest {
+        VersionDigest {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: "null".into(),
+            seq,
+            tags_seq,
+        }
+    }
+
+    fn hash_of(digests: &[VersionDigest]) -> (u32, [u8; 32]) {
+        let mut h = RangeHasher::default();
+        digests.iter().for_each(|d| h.add(d));
+        h.finish()
+    }
+
+    /// Two nodes agree on a page's hash only when they hold the same copies: any
+    /// difference in a version's identity, order, `seq` or tags changes it.
+    #[test]
+    fn a_range_hash_covers_every_field_of_every_version() {
+        let page = [digest("b", "k1", 5, 0), digest("b", "k2", 7, 9)];
+        assert_eq!(hash_of(&page), hash_of(&page.clone()));
+        assert_eq!(hash_of(&page).0, 2);
+        let variants = [
+            vec![digest("b", "k1", 5, 0)],
+            vec![digest("b", "k1", 5, 0), digest("b", "k2", 8, 9)],
+            vec![digest("b", "k1", 5, 0), digest("b", "k2", 7, 10)],
+            vec![digest("b", "k2", 7, 9), digest("b", "k1", 5, 0)],
+            // The same bytes split differently between bucket and key.
+            vec![digest("bk", "1", 5, 0), digest("b", "k2", 7, 9)],
+        ];
+        for v in &variants {
+            assert_ne!(hash_of(&page).1, hash_of(v).1, "{v:?}");
+        }
     }
 }

@@ -104,6 +104,10 @@ pub struct ServiceStats {
     pub handoffs: AtomicU64,
     /// Versions held here that this node no longer owns (after the last round).
     pub handoff_pending: AtomicU64,
+    /// Anti-entropy (page, replica) pairs settled by one hash, and compared version by
+    /// version.
+    pub anti_entropy_ranges_matched: AtomicU64,
+    pub anti_entropy_ranges_compared: AtomicU64,
     /// Stale replicas (this node or peers) given the newest version by a quorum read.
     pub read_repairs: AtomicU64,
 }

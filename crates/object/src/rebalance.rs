@@ -1,8 +1,10 @@
 //! Anti-entropy and rebalancing (docs/CLUSTER.md, "Repair and rebalancing").
 //!
 //! A round walks every version stored here, a page at a time, and asks each of the
-//! version's replicas under the current ring how its copy compares (a digest: bucket,
-//! key, version id, `seq`). Versions a replica lacks are queued for it on the usual
+//! version's replicas under the current ring how its copy compares. It first sends one
+//! hash for the page (`RangeSummary`): when the replica holds exactly those copies, which
+//! is the usual case, that is all. Otherwise it sends a digest per version (bucket, key,
+//! version id, `seq`, `tags_seq`). Versions a replica lacks are queued for it on the usual
 //! replication queue; versions a replica removed are removed here too. A version this
 //! node no longer owns (the ring changed: a node joined, or this node is draining) is
 //! deleted here once every one of its replicas has confirmed holding it: that is how
@@ -15,7 +17,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bucketdb_cluster::replication::{
-    DigestAnswer, DigestReply, DigestRequest, ReplOp, VersionDigest, decode_message, encode_message,
+    DigestAnswer, DigestReply, DigestRequest, RangeHasher, RangeSummary, ReplOp, VersionDigest,
+    decode_message, encode_message,
 };
 use bucketdb_store::keys::{SEP, tombstone_key};
 use bucketdb_store::records::{ObjectRecord, decode};
@@ -32,6 +35,9 @@ use crate::versions::{
 pub const ANTI_ENTROPY_PAGE: usize = 256;
 /// Pause between pages, so a round never crowds out client requests.
 pub const ANTI_ENTROPY_PAGE_PAUSE: Duration = Duration::from_millis(20);
+/// Most `versions` rows a node reads to answer one page's hash; a range holding more
+/// (versions the asker does not share with it) is answered "compare one by one".
+pub const RANGE_SUMMARY_SCAN_MAX: usize = 4 * ANTI_ENTROPY_PAGE;
 
 /// What one anti-entropy round did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,6 +51,10 @@ pub struct AntiEntropyReport {
     pub handed_off: u64,
     /// Versions this node holds but no longer owns, still waiting for their owners.
     pub handoff_pending: u64,
+    /// (page, replica) pairs settled by one hash.
+    pub ranges_matched: u64,
+    /// (page, replica) pairs compared version by version.
+    pub ranges_compared: u64,
 }
 
 /// A version found on this node during a round.
@@ -52,6 +62,23 @@ struct Held {
     bucket: String,
     rec: ObjectRecord,
     replicas: Vec<String>,
+}
+
+/// One page of versions: its first and last `versions` keys, and what it holds.
+struct Page {
+    first: Vec<u8>,
+    last: Vec<u8>,
+    held: Vec<Held>,
+}
+
+fn digest_of(bucket: &str, rec: &ObjectRecord) -> VersionDigest {
+    VersionDigest {
+        bucket: bucket.to_string(),
+        key: rec.key.clone(),
+        version_id: rec.version_id.clone(),
+        seq: rec.seq,
+        tags_seq: rec.tags_seq,
+    }
 }
 
 /// The bucket a `versions` key belongs to (the part before the first NUL).
@@ -79,9 +106,10 @@ impl ObjectService {
                 None,
                 ANTI_ENTROPY_PAGE,
             )?;
-            let Some((last, _)) = page.last() else {
+            let (Some((first, _)), Some((last, _))) = (page.first(), page.last()) else {
                 break;
             };
+            let (first, last) = (first.clone(), last.clone());
             from = last.clone();
             from.push(0);
             let full = page.len() == ANTI_ENTROPY_PAGE;
@@ -103,7 +131,8 @@ impl ObjectService {
                 });
             }
             report.versions_checked += held.len() as u64;
-            self.compare_page(&me, &peers, held, &mut report).await?;
+            let page = Page { first, last, held };
+            self.compare_page(&me, &peers, page, &mut report).await?;
             if !full {
                 break;
             }
@@ -116,6 +145,10 @@ impl ObjectService {
         s.handoffs.fetch_add(report.handed_off, Ordering::Relaxed);
         s.handoff_pending
             .store(report.handoff_pending, Ordering::Relaxed);
+        s.anti_entropy_ranges_matched
+            .fetch_add(report.ranges_matched, Ordering::Relaxed);
+        s.anti_entropy_ranges_compared
+            .fetch_add(report.ranges_compared, Ordering::Relaxed);
         self.cluster
             .record_rebalance(report.handoff_pending, report.versions_checked);
         Ok(report)
@@ -167,9 +200,10 @@ impl ObjectService {
         self: &Arc<Self>,
         me: &str,
         peers: &BTreeMap<String, String>,
-        held: Vec<Held>,
+        page: Page,
         report: &mut AntiEntropyReport,
     ) -> Result<()> {
+        let held = page.held;
         // The versions each replica should hold, as indexes into `held`.
         let mut asks: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, h) in held.iter().enumerate() {
@@ -187,18 +221,33 @@ impl ObjectService {
             let Some(address) = peers.get(peer) else {
                 continue;
             };
+            let versions: Vec<VersionDigest> = indexes
+                .iter()
+                .map(|i| digest_of(&held[*i].bucket, &held[*i].rec))
+                .collect();
+            let mut hasher = RangeHasher::default();
+            versions.iter().for_each(|d| hasher.add(d));
+            let (count, hash) = hasher.finish();
+            let summary = RangeSummary {
+                asker: me.to_string(),
+                first: page.first.clone(),
+                last: page.last.clone(),
+                count,
+                hash,
+            };
+            match self.cluster.compare_range(address, &summary).await {
+                Ok(true) => {
+                    report.ranges_matched += 1;
+                    indexes.iter().for_each(|i| confirmed[*i] += 1);
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(peer = %peer, error = %e, "range comparison failed"),
+            }
+            report.ranges_compared += 1;
             let request = DigestRequest {
                 buckets: Vec::new(),
-                versions: indexes
-                    .iter()
-                    .map(|i| VersionDigest {
-                        bucket: held[*i].bucket.clone(),
-                        key: held[*i].rec.key.clone(),
-                        version_id: held[*i].rec.version_id.clone(),
-                        seq: held[*i].rec.seq,
-                        tags_seq: held[*i].rec.tags_seq,
-                    })
-                    .collect(),
+                versions,
             };
             let reply: DigestReply = match self.cluster.compare_digests(address, &request).await {
                 Ok(r) => r,
@@ -272,6 +321,50 @@ impl ObjectService {
             self.wake_gc(true);
         }
         Ok(())
+    }
+
+    /// Answer a peer's page hash (`/internal/range-summary`): whether this node holds
+    /// exactly the versions it covers.
+    pub fn answer_range_summary(&self, body: &[u8]) -> Result<Vec<u8>> {
+        let summary: RangeSummary = decode_message(body)?;
+        if summary.first > summary.last || summary.count as usize > ANTI_ENTROPY_PAGE {
+            return Err(ObjectError::InvalidArgument(
+                "a range summary is not one page".into(),
+            ));
+        }
+        Ok(encode_message(&self.holds_range(&summary)?)?)
+    }
+
+    /// Hash this node's versions in the summary's range that it and the asker should
+    /// both hold, and compare.
+    fn holds_range(&self, summary: &RangeSummary) -> Result<bool> {
+        let Some(ring) = self.cluster.placement() else {
+            return Ok(false);
+        };
+        let me = self.cluster.node().id.as_str();
+        let mut end = summary.last.clone();
+        end.push(0);
+        let rows = self.cluster.meta().read()?.scan(
+            Table::Versions,
+            &summary.first,
+            Some(&end),
+            RANGE_SUMMARY_SCAN_MAX + 1,
+        )?;
+        if rows.len() > RANGE_SUMMARY_SCAN_MAX {
+            return Ok(false);
+        }
+        let mut hasher = RangeHasher::default();
+        for (k, v) in rows {
+            let Some(bucket) = bucket_of(&k) else {
+                continue;
+            };
+            let rec: ObjectRecord = decode(&v)?;
+            let replicas = ring.replicas(&bucket, &rec.key);
+            if replicas.contains(&me) && replicas.contains(&summary.asker.as_str()) {
+                hasher.add(&digest_of(&bucket, &rec));
+            }
+        }
+        Ok(hasher.finish() == (summary.count, summary.hash))
     }
 
     /// Answer a peer's digest request (`/internal/digests`).

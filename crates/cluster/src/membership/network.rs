@@ -42,6 +42,8 @@ pub const PATH_JOIN: &str = "/internal/join";
 pub const PATH_REPLICATE: &str = "/internal/replicate";
 pub const PATH_CHUNK: &str = "/internal/chunk";
 pub const PATH_DIGESTS: &str = "/internal/digests";
+/// Anti-entropy's first question for a page: does one hash cover both nodes' copies?
+pub const PATH_RANGE_SUMMARY: &str = "/internal/range-summary";
 pub const PATH_LOOKUP: &str = "/internal/lookup";
 /// A delete made by a key's coordinator on another node's behalf (DeleteObjects).
 pub const PATH_DELETE: &str = "/internal/delete";
