@@ -1396,3 +1396,142 @@ const KEYS_TRIED: usize = 40;
 async fn forwarded_by(sim: &Sim, i: usize) -> Option<u64> {
     sim.json(i, "/stats").await?["forwardedRequests"].as_u64()
 }
+
+#[test]
+fn a_delete_by_version_id_through_a_coordinator_that_missed_the_version_removes_it_everywhere() {
+    simulate(0, delete_of_a_missed_version());
+}
+
+/// The liveness node `i` reports for `of`.
+async fn liveness_seen(sim: &Sim, i: usize, of: &str) -> Option<String> {
+    let status = sim.json(i, "/cluster").await?;
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["address"] == of)
+        .and_then(|n| n["liveness"].as_str().map(String::from))
+}
+
+/// The version ids node `i` itself holds for `key`.
+async fn local_version_ids(sim: &Sim, i: usize, key: &str) -> Option<Vec<String>> {
+    let v = sim.json(i, &format!("/versions/{BUCKET}/{key}")).await?;
+    v["versions"]
+        .as_array()?
+        .iter()
+        .map(|v| v["versionId"].as_str().map(String::from))
+        .collect()
+}
+
+async fn delete_of_a_missed_version() {
+    let mut sim = Sim::start(0, true).await;
+    let n0 = sim.nodes[0].sim_addr.clone();
+    let r = sim
+        .send(
+            0,
+            "PUT",
+            &format!("/versioning/{BUCKET}"),
+            Some(br#"{"status":"Enabled"}"#.to_vec()),
+        )
+        .await
+        .expect("enable versioning");
+    assert_eq!(r.status, 200);
+
+    // A key n0 coordinates (it forwarded nothing), with a first version everywhere.
+    let mut key = None;
+    for k in 0..KEYS_TRIED {
+        let candidate = format!("key-{k}");
+        let before = forwarded_by(&sim, 0).await.expect("stats of n0");
+        assert_eq!(sim.status(0, "POST", &candidate, b"first").await, Some(201));
+        if forwarded_by(&sim, 0).await.expect("stats of n0") == before {
+            key = Some(candidate);
+            break;
+        }
+    }
+    let key = key.expect("a key coordinated by n0");
+    sim.wait("the first version on every node", |s| {
+        let key = key.clone();
+        async move {
+            for i in 0..NODES {
+                (local_version_ids(s, i, &key).await?.len() == 1).then_some(())?;
+            }
+            Some(())
+        }
+    })
+    .await;
+
+    // n0 misses the second version: cut off (and seen down) while n1 stands in for it,
+    // and every replication call to it is lost afterwards too.
+    sim.net.drop_calls(&n0, PATH_REPLICATE, true);
+    sim.net.isolate(&n0, true).await;
+    sim.wait("n1 sees n0 down", |s| {
+        let n0 = n0.clone();
+        async move { (liveness_seen(s, 1, &n0).await? == "down").then_some(()) }
+    })
+    .await;
+    let path = format!("/objects/{BUCKET}/{key}");
+    let r = sim
+        .send(1, "POST", &path, Some(b"second".to_vec()))
+        .await
+        .expect("second version through n1");
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let written: Value = serde_json::from_slice(&r.body).expect("upload JSON");
+    let second = written["versionId"]
+        .as_str()
+        .expect("versionId")
+        .to_string();
+    sim.net.isolate(&n0, false).await;
+    sim.wait("n1 sees n0 alive again", |s| {
+        let n0 = n0.clone();
+        async move { (liveness_seen(s, 1, &n0).await? == "alive").then_some(()) }
+    })
+    .await;
+    let held = local_version_ids(&sim, 0, &key).await.expect("n0 versions");
+    assert!(!held.contains(&second), "n0 must have missed {second}");
+
+    // Deleting it by id through n0, its coordinator, removes it where it is.
+    let before = forwarded_by(&sim, 0).await.expect("stats of n0");
+    let r = sim
+        .send(0, "DELETE", &format!("{path}?versionId={second}"), None)
+        .await
+        .expect("delete through n0");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        forwarded_by(&sim, 0).await,
+        Some(before),
+        "n0 coordinated the delete"
+    );
+    for i in 1..NODES {
+        let ids = local_version_ids(&sim, i, &key).await.expect("versions");
+        assert!(!ids.contains(&second), "n{i} still holds {second}: {ids:?}");
+    }
+    let r = sim.send(2, "GET", &path, None).await.expect("GET via n2");
+    assert_eq!((r.status, r.body.as_ref()), (200, &b"first"[..]));
+
+    // Healed, and after further anti-entropy rounds everywhere, it stays gone.
+    sim.net.drop_calls(&n0, PATH_REPLICATE, false);
+    let mut rounds = Vec::new();
+    for i in 0..NODES {
+        rounds.push(anti_entropy_rounds(&sim, i).await.expect("stats"));
+    }
+    sim.wait("two more anti-entropy rounds on every node", |s| {
+        let rounds = rounds.clone();
+        async move {
+            for (i, start) in rounds.iter().enumerate() {
+                (anti_entropy_rounds(s, i).await? >= start + 2).then_some(())?;
+            }
+            Some(())
+        }
+    })
+    .await;
+    for i in 0..NODES {
+        let ids = local_version_ids(&sim, i, &key).await.expect("versions");
+        assert_eq!(ids.len(), 1, "n{i}: {ids:?}");
+        assert!(!ids.contains(&second), "n{i} got {second} back");
+    }
+    sim.stop_all().await;
+}
+
+/// Anti-entropy rounds node `i` has finished.
+async fn anti_entropy_rounds(sim: &Sim, i: usize) -> Option<u64> {
+    sim.json(i, "/stats").await?["rebalance"]["rounds"].as_u64()
+}
