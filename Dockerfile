@@ -8,7 +8,12 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin bucketdb \
+# The crate registry and the build folder are cache mounts (BuildKit, buildah), so a
+# rebuild after a source change recompiles only what changed. The binary is copied out
+# of the mount in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin bucketdb \
  && cp target/release/bucketdb /usr/local/bin/bucketdb
 
 FROM debian:bookworm-slim
