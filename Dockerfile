@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # BucketDB in a container: one static-ish binary on Debian slim.
 #   docker build -t bucketdb .
 #   docker run -d -p 9080:9080 -p 8080:8080 -v ./data:/data bucketdb            # one node
@@ -24,8 +25,9 @@ RUN apt-get update \
  && mkdir -p /data && chown bucketdb /data
 COPY --from=build /usr/local/bin/bucketdb /usr/local/bin/bucketdb
 # Starts as root only to hand /data (often a bind mount owned by the host user) to the
-# `bucketdb` user, then runs the node as that user.
-COPY scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+# `bucketdb` user, then runs the node as that user. Commands run with `docker exec`
+# start as root: use `docker exec -u bucketdb ...` for anything that writes to /data.
+COPY --chmod=0755 scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENV BUCKETDB_STORAGE_PATH=/data/storage \
     BUCKETDB_METADATA_PATH=/data/meta \
     BUCKETDB_HTTP_ADDR=0.0.0.0:9080 \

@@ -38,7 +38,13 @@ compose() { $COMPOSE -p "$PROJECT" "$@"; }
 cleanup() {
   compose down -v >/dev/null 2>&1 || true
   $CONTAINER rm -f "$SINGLE" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
+  # The container handed the single node's folder to its own user: remove what it
+  # wrote from inside a container, as root there.
+  if [ -d "$WORK/data" ]; then
+    $CONTAINER run --rm --entrypoint rm -v "$WORK/data:/data" "$IMAGE" -rf /data/storage /data/meta \
+      >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK" 2>/dev/null || echo "left behind: $WORK" >&2
 }
 trap cleanup EXIT
 

@@ -183,6 +183,28 @@ impl Readers {
     }
 }
 
+/// A node's anti-entropy counters.
+struct AntiEntropyCounts {
+    rounds: u64,
+    matched: u64,
+    compared: u64,
+}
+
+async fn anti_entropy_counts(
+    c: &reqwest::Client,
+    nodes: &[&Node],
+) -> Option<Vec<AntiEntropyCounts>> {
+    let mut counts = Vec::new();
+    for n in nodes {
+        counts.push(AntiEntropyCounts {
+            rounds: metric(c, n, "bucketdb_anti_entropy_rounds_total").await?,
+            matched: metric(c, n, "bucketdb_anti_entropy_ranges_matched_total").await?,
+            compared: metric(c, n, "bucketdb_anti_entropy_ranges_compared_total").await?,
+        });
+    }
+    Some(counts)
+}
+
 /// Wait until the nodes together hold `copies` copies of every key, each holding a
 /// share and at most one copy of a key.
 async fn copies_settle(c: &reqwest::Client, nodes: &[&Node], copies: u64, what: &str) {
@@ -256,24 +278,25 @@ async fn nodes_join_leave_and_die_while_every_key_stays_readable() {
     readers.one_more_pass().await;
     readers.assert_no_failures("a join");
 
-    // Settled, later anti-entropy rounds agree with each peer on a whole page by one
-    // hash: every node shares keys with the three others (3 copies over 4 nodes).
-    const MATCHED: &str = "bucketdb_anti_entropy_ranges_matched_total";
-    let mut before = Vec::new();
-    for n in four {
-        before.push(
-            metric(&c, n, MATCHED)
-                .await
-                .expect("matched ranges counted"),
-        );
-    }
+    // Settled, anti-entropy agrees with each peer on a whole page by one hash: a window
+    // of two full rounds on every node with no page compared version by version, and
+    // at least one page settled by hash per peer (3 copies over 4 nodes: every node
+    // shares keys with the three others).
     eventually("pages settled by their hash", &four, || async {
-        for (n, start) in four.iter().zip(&before) {
-            if metric(&c, n, MATCHED).await? < start + 3 {
-                return None;
-            }
-        }
-        Some(())
+        let start = anti_entropy_counts(&c, &four).await?;
+        eventually("two more anti-entropy rounds", &four, || async {
+            let now = anti_entropy_counts(&c, &four).await?;
+            now.iter()
+                .zip(&start)
+                .all(|(n, s)| n.rounds >= s.rounds + 2)
+                .then_some(())
+        })
+        .await;
+        let end = anti_entropy_counts(&c, &four).await?;
+        end.iter()
+            .zip(&start)
+            .all(|(e, s)| e.compared == s.compared && e.matched >= s.matched + 3)
+            .then_some(())
     })
     .await;
 

@@ -409,8 +409,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: meta.clone(),
             data: data.clone(),
         };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| io_err(e.into()))?;
+        let built_at = meta.last_log_id;
+        // openraft builds snapshots in a task of their own: one installed from the leader
+        // meanwhile may be newer, and stays.
         self.db
-            .put_meta(KEY_SNAPSHOT, &stored)
+            .write(move |txn| {
+                let mut t = txn.open_table(META).map_err(RaftDbError::db)?;
+                let kept: Option<StoredSnapshot> =
+                    match t.get(KEY_SNAPSHOT).map_err(RaftDbError::db)? {
+                        Some(v) => Some(serde_json::from_slice(v.value())?),
+                        None => None,
+                    };
+                if kept.is_none_or(|k| k.meta.last_log_id <= built_at) {
+                    t.insert(KEY_SNAPSHOT, bytes.as_slice())
+                        .map_err(RaftDbError::db)?;
+                }
+                Ok(())
+            })
             .await
             .map_err(io_err)?;
         Ok(Snapshot {
@@ -586,20 +602,25 @@ mod tests {
         openraft::testing::Suite::test_all(FreshRaftDb).map_err(|e| e.to_string())
     }
 
-    /// A node that catches up from a snapshot (its log was purged on the leader) keeps
-    /// the ring it received across a restart, and can hand the snapshot on in turn.
-    #[tokio::test]
-    async fn an_installed_snapshot_survives_a_restart() {
-        let leader_dir = tempfile::tempdir().expect("tempdir");
+    /// A snapshot of a one-node group's state after [`member_a_joins`].
+    async fn leaders_snapshot() -> Snapshot<TypeConfig> {
+        let dir = tempfile::tempdir().expect("tempdir");
         let (mut leader, _rx) =
-            StateMachine::open(RaftDb::open(leader_dir.path()).expect("open")).expect("sm");
+            StateMachine::open(RaftDb::open(dir.path()).expect("open")).expect("sm");
         leader.apply(member_a_joins()).await.expect("apply");
-        let built = leader
+        leader
             .get_snapshot_builder()
             .await
             .build_snapshot()
             .await
-            .expect("build");
+            .expect("build")
+    }
+
+    /// A node that catches up from a snapshot (its log was purged on the leader) keeps
+    /// the ring it received across a restart, and can hand the snapshot on in turn.
+    #[tokio::test]
+    async fn an_installed_snapshot_survives_a_restart() {
+        let built = leaders_snapshot().await;
 
         let follower_dir = tempfile::tempdir().expect("tempdir");
         let (mut follower, rx) =
@@ -627,6 +648,30 @@ mod tests {
             .expect("read")
             .expect("the snapshot is kept");
         assert_eq!(kept.meta, built.meta);
+    }
+
+    /// A snapshot build that started before a newer snapshot was installed (openraft
+    /// runs builds in a task of their own) does not replace the installed one.
+    #[tokio::test]
+    async fn a_late_snapshot_build_keeps_a_newer_installed_snapshot() {
+        let newer = leaders_snapshot().await;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sm, _rx) =
+            StateMachine::open(RaftDb::open(dir.path()).expect("open")).expect("sm");
+        let mut late_build = sm.get_snapshot_builder().await;
+        let mut incoming = sm.begin_receiving_snapshot().await.expect("begin");
+        *incoming = *newer.snapshot;
+        sm.install_snapshot(&newer.meta, incoming)
+            .await
+            .expect("install");
+        late_build.build_snapshot().await.expect("late build");
+        let kept = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("a snapshot");
+        assert_eq!(kept.meta, newer.meta);
     }
 
     #[tokio::test]
