@@ -6,7 +6,7 @@ use std::time::Duration;
 use bucketdb_cluster::membership::network::PATH_DELETE;
 use bucketdb_cluster::replication::{ReplOp, decode_message, encode_message};
 use bucketdb_store::KvRead;
-use bucketdb_store::records::{Body, ObjectRecord};
+use bucketdb_store::records::ObjectRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::ObjectService;
@@ -313,20 +313,8 @@ enum Deletion {
 fn delete_marker(key: &str, now_ms: u64) -> ObjectRecord {
     ObjectRecord {
         key: key.to_string(),
-        version_id: String::new(),
-        seq: 0,
         delete_marker: true,
         created_ms: now_ms,
-        size: 0,
-        etag: String::new(),
-        sha256: String::new(),
-        content_type: String::new(),
-        user_meta: Vec::new(),
-        tags: Vec::new(),
-        part_sizes: Vec::new(),
-        body: Body::Chunks(Vec::new()),
-        checksums: Vec::new(),
-        headers: Default::default(),
-        tags_seq: 0,
+        ..ObjectRecord::default()
     }
 }

@@ -461,19 +461,9 @@ mod tests {
             key: "k".into(),
             version_id: version_id.into(),
             seq,
-            delete_marker: false,
-            created_ms: 0,
-            size: 0,
-            etag: String::new(),
-            sha256: String::new(),
-            content_type: String::new(),
-            user_meta: Vec::new(),
-            tags: Vec::new(),
-            part_sizes: Vec::new(),
             body: Body::Inline,
-            checksums: Vec::new(),
-            headers: Default::default(),
             tags_seq,
+            ..ObjectRecord::default()
         })
     }
 

@@ -290,8 +290,16 @@ pub enum Body {
     Chunks(Vec<ChunkRef>),
 }
 
-/// One version of an object (or a delete marker).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// No bytes at all (an empty object, a delete marker).
+impl Default for Body {
+    fn default() -> Self {
+        Body::Chunks(Vec::new())
+    }
+}
+
+/// One version of an object (or a delete marker). `Default` is an empty record, for
+/// building one field by field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     pub key: String,
     /// `"null"` or a generated id.
