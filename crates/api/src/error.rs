@@ -81,7 +81,7 @@ impl ApiError {
                 O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
                     (S::INTERNAL_SERVER_ERROR, "InternalError")
                 }
-                O::Replication(_) | O::QuorumNotReached { .. } => {
+                O::Replication(_) | O::QuorumNotReached { .. } | O::Unavailable(_) => {
                     (S::SERVICE_UNAVAILABLE, "ServiceUnavailable")
                 }
             },

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bucketdb_cluster::membership::network::{
     MAX_INTERNAL_REQUEST_BYTES, PATH_CHUNK, PATH_DELETE, PATH_DIGESTS, PATH_FORWARD,
-    PATH_HEARTBEAT, PATH_JOIN, PATH_LOOKUP, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT, PATH_RAFT_VOTE,
-    PATH_RANGE_SUMMARY, PATH_REPLICATE, PATH_RING, PATH_UPLOADS, PeerError,
+    PATH_HEARTBEAT, PATH_JOIN, PATH_LIST, PATH_LOOKUP, PATH_RAFT_APPEND, PATH_RAFT_SNAPSHOT,
+    PATH_RAFT_VOTE, PATH_RANGE_SUMMARY, PATH_REPLICATE, PATH_RING, PATH_UPLOADS, PeerError,
 };
 use bucketdb_cluster::membership::sign::{HEADER_DATE, HEADER_SIGNATURE};
 use bucketdb_cluster::membership::{Heartbeat, JoinRequest, MembershipError, RingRequest};
@@ -172,6 +172,7 @@ async fn internal(State(state): State<Arc<ApiState>>, req: Request) -> Response 
         PATH_LOOKUP => return data_reply(state.service.answer_lookup(&body)),
         PATH_DELETE => return data_reply(state.service.answer_remote_delete(&body).await),
         PATH_UPLOADS => return data_reply(state.service.answer_uploads(&body)),
+        PATH_LIST => return data_reply(state.service.answer_list(&body)),
         PATH_DIGESTS => return data_reply(state.service.answer_digests(&body)),
         PATH_RANGE_SUMMARY => return data_reply(state.service.answer_range_summary(&body)),
         PATH_CHUNK => return data_reply(state.service.cluster().serve_chunk(&body).await),

@@ -4,6 +4,7 @@
 //! service only talks to [`Cluster`], so replication, quorum and repair slot in here
 //! without touching the layers above.
 
+pub mod coverage;
 pub mod membership;
 pub mod replication;
 pub mod ring;

@@ -120,6 +120,20 @@ impl Ring {
         self.replicas_of(key_token(bucket, key))
     }
 
+    /// Every distinct replica set of an arc of the circle (each a key range's members,
+    /// primary first). A read of a whole bucket covers every key once it has heard from
+    /// enough members of each set.
+    pub fn replica_sets(&self) -> Vec<Vec<&str>> {
+        let mut sets: Vec<Vec<&str>> = self
+            .tokens
+            .iter()
+            .map(|(t, _)| self.replicas_of(*t))
+            .collect();
+        sets.sort_unstable();
+        sets.dedup();
+        sets
+    }
+
     /// The fraction of the circle each member is primary for, in member order.
     pub fn primary_shares(&self) -> Vec<(&str, f64)> {
         let mut owned = vec![0u128; self.members.len()];
@@ -148,6 +162,20 @@ impl Ring {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn replica_sets_hold_the_replicas_of_every_key() {
+        let ring = Ring::new(names(5, 7), 3).unwrap();
+        let sets = ring.replica_sets();
+        assert!(sets.iter().all(|s| s.len() == 3));
+        for i in 0..2000 {
+            let replicas = ring.replicas("b", &format!("k{i}"));
+            assert!(
+                sets.contains(&replicas),
+                "key k{i} placed on {replicas:?}, not a listed set"
+            );
+        }
+    }
 
     fn names(n: usize, salt: u32) -> Vec<String> {
         (0..n).map(|i| format!("node-{salt}-{i}")).collect()

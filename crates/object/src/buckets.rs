@@ -112,8 +112,8 @@ impl ObjectService {
             .collect()
     }
 
-    /// Delete a bucket that holds no objects and no versions; its unfinished multipart
-    /// uploads are aborted first, a page at a time.
+    /// Delete a bucket that holds no objects and no versions on any node; its unfinished
+    /// multipart uploads are aborted first, a page at a time.
     pub async fn delete_bucket(self: &Arc<Self>, name: &str) -> Result<()> {
         validate_bucket_name(name)?;
         let prefix = bucket_prefix(name);
@@ -124,6 +124,17 @@ impl ObjectService {
             if holds_data(kv.as_ref(), &prefix, end.as_deref())? {
                 return Err(ObjectError::BucketNotEmpty(name.to_string()));
             }
+        }
+        // In a cluster the other nodes hold most keys: empty means no version (delete
+        // markers included) in a listing of the whole cluster.
+        if self.cluster.coverage().is_some()
+            && !self
+                .list_bucket_versions(name, "", None, None, None, 1)
+                .await?
+                .versions
+                .is_empty()
+        {
+            return Err(ObjectError::BucketNotEmpty(name.to_string()));
         }
         loop {
             let uploads = self.list_multipart_uploads(name, UPLOAD_ABORT_PAGE)?;

@@ -58,6 +58,9 @@ pub enum ObjectError {
     /// Quorum mode: too few replicas stored the write in time; nothing was stored.
     #[error("only {durable} of the {needed} copies a quorum write needs were stored in time")]
     QuorumNotReached { durable: usize, needed: usize },
+    /// Too few nodes answered to serve the request completely (a listing); retryable.
+    #[error("{0}")]
+    Unavailable(String),
     /// A change from (or to) another node could not be applied; the sender retries.
     #[error("replication: {0}")]
     Replication(String),

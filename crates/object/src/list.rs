@@ -6,6 +6,7 @@
 use bucketdb_store::keys::{SEP, bucket_prefix, prefix_end};
 use bucketdb_store::records::{ObjectRecord, decode};
 use bucketdb_store::{KvRead, Table};
+use serde::{Deserialize, Serialize};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
@@ -22,7 +23,7 @@ const LIST_ARG_MAX_BYTES: usize = 1024;
 /// Bytes after the object key in a version key: `NUL` and the 8-byte sequence number.
 const VERSION_KEY_SUFFIX: usize = 1 + 8;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ListQuery {
     pub prefix: String,
     pub delimiter: Option<String>,
@@ -32,7 +33,7 @@ pub struct ListQuery {
     pub limit: usize,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ListPage {
     pub objects: Vec<ObjectRecord>,
     pub prefixes: Vec<String>,
@@ -171,7 +172,8 @@ impl<'q> Listing<'q> {
 }
 
 impl ObjectService {
-    pub fn list_objects(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+    /// A page of the bucket's current objects as this node holds them.
+    pub(crate) fn list_objects_here(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
         validate_bucket_name(bucket)?;
         check_list_args(&[
             Some(q.prefix.as_str()),

@@ -13,14 +13,14 @@ use bucketdb_store::records::{UploadRecord, decode};
 use serde::{Deserialize, Serialize};
 
 use crate::ObjectService;
-use crate::error::Result;
+use crate::error::{ObjectError, Result};
 use crate::list::{MAX_LIST_LIMIT, check_list_args};
 use crate::names::validate_bucket_name;
 use crate::versions::load_bucket;
 
 /// Most uploads one listing page gathers (from each node, and in all).
 pub const MAX_UPLOADS_GATHERED: usize = 10 * MAX_LIST_LIMIT;
-/// Longest wait for one peer's uploads; a peer that does not answer is left out.
+/// Longest wait for one peer's uploads.
 const PEER_UPLOADS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An unfinished upload as a listing shows it. Ordered by key, then upload id.
@@ -62,7 +62,9 @@ struct UploadsRequest {
 
 impl ObjectService {
     /// A page of the bucket's unfinished uploads (by key, then upload id) gathered from
-    /// this node and every peer not seen down. A peer that cannot answer is left out.
+    /// this node and every peer not seen down. Each upload lives on one node only, so a
+    /// peer that does not answer makes the listing fail (503) rather than come back
+    /// short.
     pub async fn list_uploads_everywhere(
         self: &Arc<Self>,
         bucket: &str,
@@ -71,31 +73,29 @@ impl ObjectService {
         query.limit = query.limit.clamp(1, MAX_UPLOADS_GATHERED);
         let limit = query.limit;
         let mut all = self.uploads_here(bucket, &query)?;
+        let Some(coverage) = self.cluster.coverage() else {
+            return Ok(all);
+        };
         let request = encode_message(&UploadsRequest {
             bucket: bucket.to_string(),
             query,
         })?;
-        for (id, address) in self.cluster.live_peers() {
-            let answer = self
-                .cluster
-                .call_peer(
-                    &address,
-                    PATH_UPLOADS,
-                    request.clone(),
-                    PEER_UPLOADS_TIMEOUT,
-                )
-                .await
-                .and_then(|a| {
-                    a.map(|b| decode_message::<Vec<UploadSummary>>(&b))
-                        .transpose()
-                });
-            match answer {
-                Ok(Some(theirs)) => all.extend(theirs.into_iter().take(limit)),
-                Ok(None) => {
-                    tracing::debug!(peer = %id, "peer unreachable: its uploads are not listed")
-                }
+        let answers = self
+            .cluster
+            .call_each(
+                coverage.peers(),
+                PATH_UPLOADS,
+                request,
+                PEER_UPLOADS_TIMEOUT,
+            )
+            .await;
+        for (id, answer) in answers {
+            match answer.and_then(|b| decode_message::<Vec<UploadSummary>>(&b)) {
+                Ok(theirs) => all.extend(theirs.into_iter().take(limit)),
                 Err(e) => {
-                    tracing::warn!(peer = %id, error = %e, "listing a peer's uploads failed")
+                    return Err(ObjectError::Unavailable(format!(
+                        "listing incomplete: node {id} did not list its uploads: {e}"
+                    )));
                 }
             }
         }
@@ -110,7 +110,11 @@ impl ObjectService {
     pub fn answer_uploads(&self, body: &[u8]) -> Result<Vec<u8>> {
         let mut request: UploadsRequest = decode_message(body)?;
         request.query.limit = request.query.limit.clamp(1, MAX_UPLOADS_GATHERED);
-        let mine = self.uploads_here(&request.bucket, &request.query)?;
+        // A bucket not known here yet has no uploads here.
+        let mine = match self.uploads_here(&request.bucket, &request.query) {
+            Err(ObjectError::NoSuchBucket(_)) => Vec::new(),
+            other => other?,
+        };
         Ok(encode_message(&mine)?)
     }
 

@@ -12,6 +12,7 @@ use bucketdb_store::{KvRead, KvWrite, StoreError, Table};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::list::{Listing, Step, check_list_args};
+use crate::list_cluster::{NodeVersions, VersionsQuery};
 use crate::refs::{add_refs, release_refs};
 use crate::usage::count_version;
 
@@ -34,7 +35,7 @@ pub struct DeleteOutcome {
 }
 
 /// One page of a bucket's versions (S3 ListObjectVersions).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct VersionPage {
     /// Versions and delete markers, by key, newest first within a key; with whether each
     /// is the latest version of its key.
@@ -366,11 +367,11 @@ impl ObjectService {
     }
 
     /// A page of every version in a bucket under `prefix`, after the given markers (S3
-    /// ListObjectVersions). With a `delimiter`, keys containing it after the prefix are
-    /// rolled up into common prefixes, each one entry toward `limit`, as in
-    /// [`ObjectService::list_objects`]. A `key_marker` naming a common prefix resumes past
-    /// every key under it (the `version_id_marker` is then ignored).
-    pub fn list_bucket_versions(
+    /// ListObjectVersions), as this node holds them. With a `delimiter`, keys containing
+    /// it after the prefix are rolled up into common prefixes, each one entry toward
+    /// `limit`, as in [`ObjectService::list_objects`]. A `key_marker` naming a common
+    /// prefix resumes past every key under it (the `version_id_marker` is then ignored).
+    pub(crate) fn list_bucket_versions_here(
         &self,
         bucket: &str,
         prefix: &str,
@@ -379,15 +380,39 @@ impl ObjectService {
         version_id_marker: Option<&str>,
         limit: usize,
     ) -> Result<VersionPage> {
+        let query = VersionsQuery {
+            prefix: prefix.to_string(),
+            delimiter: delimiter.map(str::to_string),
+            key_marker: key_marker.map(str::to_string),
+            version_id_marker: version_id_marker.map(str::to_string),
+            limit,
+        };
+        Ok(self.versions_here(bucket, &query, false)?.page)
+    }
+
+    /// [`ObjectService::list_bucket_versions_here`], and the `seq` of the version marker
+    /// when this node holds it. Without it the page resumes past the marker's key, or
+    /// with `keep_marker_key` at its first version (a listing merged from several nodes
+    /// then skips the versions up to the marker, known from another node).
+    pub(crate) fn versions_here(
+        &self,
+        bucket: &str,
+        q: &VersionsQuery,
+        keep_marker_key: bool,
+    ) -> Result<NodeVersions> {
+        let (prefix, delimiter) = (q.prefix.as_str(), q.delimiter.as_deref());
+        let key_marker = q.key_marker.as_deref();
+        let version_id_marker = q.version_id_marker.as_deref();
         crate::names::validate_bucket_name(bucket)?;
         check_list_args(&[Some(prefix), delimiter, key_marker, version_id_marker])?;
-        let limit = limit.clamp(1, MAX_VERSIONS_LISTED);
+        let limit = q.limit.clamp(1, MAX_VERSIONS_LISTED);
         let kv = self.cluster.meta().read()?;
         load_bucket(kv.as_ref(), bucket)?;
         let listing = Listing::new(Table::Versions, bucket, prefix, delimiter);
         // The key whose versions the page starts in the middle of, if any.
         let mut prev_key: Option<String> = None;
         let mut resume = None;
+        let mut marker_seq = None;
         if let Some(km) = key_marker.filter(|k| !k.is_empty()) {
             let version_marker = version_id_marker
                 .filter(|v| !v.is_empty() && listing.common_prefix(km) != Some(km));
@@ -396,13 +421,22 @@ impl ObjectService {
                 None => None,
             };
             resume = match after_version {
-                Some((vkey, _)) => {
+                Some((vkey, rec)) => {
                     prev_key = Some(km.to_string());
+                    marker_seq = Some(rec.seq);
                     Some([vkey.as_slice(), &[0]].concat())
+                }
+                None if keep_marker_key && version_marker.is_some() => {
+                    Some(versions_prefix(bucket, km))
                 }
                 None => match listing.past(km) {
                     Some(r) => Some(r),
-                    None => return Ok(VersionPage::default()),
+                    None => {
+                        return Ok(NodeVersions {
+                            page: VersionPage::default(),
+                            marker_seq,
+                        });
+                    }
                 },
             };
         }
@@ -432,7 +466,7 @@ impl ObjectService {
             }
             Ok(true)
         })?;
-        Ok(page)
+        Ok(NodeVersions { page, marker_seq })
     }
 
     /// Every version of a key (delete markers included), newest first.

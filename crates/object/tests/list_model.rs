@@ -123,7 +123,7 @@ proptest! {
                             start_after: cursor.clone(),
                             limit,
                         },
-                    )
+                    ).await
                     .unwrap();
                 assert!(page.objects.len() + page.prefixes.len() <= limit);
                 let mut entries: Vec<String> = page
@@ -189,7 +189,7 @@ proptest! {
                         key_marker.as_deref(),
                         version_marker.as_deref(),
                         limit,
-                    )
+                    ).await
                     .unwrap();
                 let entries = version_entries(&page);
                 assert!(entries.len() <= limit, "page over its limit: {entries:?}");

@@ -299,7 +299,11 @@ async fn assert_nothing_left(env: &Env) {
             .versions
             .is_empty()
     );
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert!(page.objects.is_empty());
     let left = env.settle_chunk_files(0).await;
     assert!(left.is_empty(), "chunk files left behind: {left:?}");
@@ -579,7 +583,11 @@ async fn delete_without_version_id_adds_a_delete_marker() {
     assert_eq!(versions[2], v1);
     // Old versions are still readable by id, and the key is gone from listings.
     assert_eq!(env.get("bkt", "k", Some(&v1.version_id)).await, b"first");
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert!(page.objects.is_empty());
 }
 
@@ -612,7 +620,11 @@ async fn deleting_the_delete_marker_restores_the_previous_version() {
     let versions = env.svc.list_object_versions("bkt", "k").unwrap().versions;
     assert_eq!(versions.len(), 2);
     assert!(versions.iter().all(|v| !v.delete_marker));
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert_eq!(page.objects, vec![v2]);
 }
 
@@ -770,12 +782,17 @@ async fn list_with_delimiter_rolls_up_common_prefixes() {
                 ..ListQuery::default()
             },
         )
+        .await
         .unwrap();
     assert_eq!(keys_of(&page), vec!["a", "b"]);
     assert_eq!(page.prefixes, vec!["a/", "c/"]);
     assert_eq!(page.next_cursor, None);
     // Without a delimiter every key is listed.
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert_eq!(keys_of(&page), TREE.to_vec());
     assert!(page.prefixes.is_empty());
     assert_eq!(page.objects[1].size, 3);
@@ -790,33 +807,33 @@ async fn list_with_prefix_and_delimiter() {
         delimiter: Some("/".into()),
         ..ListQuery::default()
     };
-    let page = env.svc.list_objects("bkt", &q).unwrap();
+    let page = env.svc.list_objects("bkt", &q).await.unwrap();
     assert_eq!(keys_of(&page), vec!["a/b"]);
     assert_eq!(page.prefixes, vec!["a/c/"]);
     let q = ListQuery {
         prefix: "a/".into(),
         ..ListQuery::default()
     };
-    let page = env.svc.list_objects("bkt", &q).unwrap();
+    let page = env.svc.list_objects("bkt", &q).await.unwrap();
     assert_eq!(keys_of(&page), vec!["a/b", "a/c/d"]);
     let q = ListQuery {
         prefix: "zzz".into(),
         delimiter: Some("/".into()),
         ..ListQuery::default()
     };
-    let page = env.svc.list_objects("bkt", &q).unwrap();
+    let page = env.svc.list_objects("bkt", &q).await.unwrap();
     assert!(page.objects.is_empty() && page.prefixes.is_empty() && page.next_cursor.is_none());
 }
 
 /// Walk every page of a listing, returning its entries (objects as `o:key`, prefixes as
 /// `p:prefix`) and how many pages it took.
-fn walk(env: &Env, base: &ListQuery) -> (Vec<String>, usize) {
+async fn walk(env: &Env, base: &ListQuery) -> (Vec<String>, usize) {
     assert!(base.limit > 0);
     let mut entries = Vec::new();
     let mut pages = 0;
     let mut q = base.clone();
     loop {
-        let page = env.svc.list_objects("bkt", &q).unwrap();
+        let page = env.svc.list_objects("bkt", &q).await.unwrap();
         pages += 1;
         assert!(pages < 100, "the listing does not end");
         let n = page.objects.len() + page.prefixes.len();
@@ -841,7 +858,7 @@ async fn list_pagination_visits_every_entry_exactly_once() {
         limit: 1,
         ..ListQuery::default()
     };
-    let (entries, pages) = walk(&env, &q);
+    let (entries, pages) = walk(&env, &q).await;
     assert_eq!(entries, vec!["o:a", "p:a/", "o:b", "p:c/"]);
     assert_eq!(pages, 4);
 
@@ -849,7 +866,7 @@ async fn list_pagination_visits_every_entry_exactly_once() {
         limit: 1,
         ..ListQuery::default()
     };
-    let (entries, pages) = walk(&env, &q);
+    let (entries, pages) = walk(&env, &q).await;
     assert_eq!(entries, vec!["o:a", "o:a/b", "o:a/c/d", "o:b", "o:c/x"]);
     assert_eq!(pages, 5);
 
@@ -858,7 +875,7 @@ async fn list_pagination_visits_every_entry_exactly_once() {
         limit: 2,
         ..ListQuery::default()
     };
-    let (entries, _) = walk(&env, &q);
+    let (entries, _) = walk(&env, &q).await;
     let mut sorted = entries.clone();
     sorted.sort_by(|a, b| a[2..].cmp(&b[2..]));
     assert_eq!(sorted, vec!["o:a", "p:a/", "o:b", "p:c/"]);
@@ -873,6 +890,7 @@ async fn list_pagination_visits_every_entry_exactly_once() {
                 ..ListQuery::default()
             },
         )
+        .await
         .unwrap();
     assert_eq!(first.next_cursor.as_deref(), Some("a"));
     let last = env
@@ -885,6 +903,7 @@ async fn list_pagination_visits_every_entry_exactly_once() {
                 ..ListQuery::default()
             },
         )
+        .await
         .unwrap();
     assert_eq!(keys_of(&last), vec!["c/x"]);
     assert_eq!(last.next_cursor, None);
@@ -894,7 +913,7 @@ async fn list_pagination_visits_every_entry_exactly_once() {
 async fn list_missing_bucket_is_no_such_bucket() {
     let env = Env::new();
     assert_err!(
-        env.svc.list_objects("missing", &ListQuery::default()),
+        env.svc.list_objects("missing", &ListQuery::default()).await,
         ObjectError::NoSuchBucket(_)
     );
     assert_err!(
@@ -911,7 +930,11 @@ async fn list_returns_keys_in_utf8_binary_order() {
     let env = bucket_with_keys(&keys).await;
     let mut expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert_eq!(keys_of(&page), expected);
     // The same order page by page.
     let (entries, _) = walk(
@@ -920,7 +943,8 @@ async fn list_returns_keys_in_utf8_binary_order() {
             limit: 5,
             ..ListQuery::default()
         },
-    );
+    )
+    .await;
     let walked: Vec<String> = entries.into_iter().map(|e| e[2..].to_string()).collect();
     assert_eq!(walked, expected);
 }
@@ -985,7 +1009,7 @@ fn version_entries(page: &bucketdb_object::VersionPage) -> Vec<String> {
 
 /// Page through a versions listing; returns every entry and the markers each page ended
 /// with.
-fn walk_versions(
+async fn walk_versions(
     env: &Env,
     prefix: &str,
     delimiter: Option<&str>,
@@ -1005,6 +1029,7 @@ fn walk_versions(
                 vm.flatten().as_deref(),
                 limit,
             )
+            .await
             .unwrap();
         let got = version_entries(&page);
         let n = got.len();
@@ -1031,6 +1056,7 @@ async fn list_versions_with_delimiter_rolls_up_common_prefixes() {
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("/"), None, None, 1000)
+        .await
         .unwrap();
     assert_eq!(
         version_entries(&page),
@@ -1058,6 +1084,7 @@ async fn list_versions_with_delimiter_rolls_up_common_prefixes() {
     let page = env
         .svc
         .list_bucket_versions("bkt", "a/", Some("/"), None, None, 1000)
+        .await
         .unwrap();
     assert_eq!(
         version_entries(&page),
@@ -1067,6 +1094,7 @@ async fn list_versions_with_delimiter_rolls_up_common_prefixes() {
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("c/"), None, None, 1000)
+        .await
         .unwrap();
     assert_eq!(page.prefixes, vec!["a/c/", "c/"]);
     assert_eq!(page.versions.len(), 2 + 1 + 3);
@@ -1074,6 +1102,7 @@ async fn list_versions_with_delimiter_rolls_up_common_prefixes() {
         let page = env
             .svc
             .list_bucket_versions("bkt", "", delimiter, None, None, 1000)
+            .await
             .unwrap();
         assert!(page.prefixes.is_empty());
         assert_eq!(page.versions.len(), 9, "{delimiter:?}");
@@ -1084,22 +1113,22 @@ async fn list_versions_with_delimiter_rolls_up_common_prefixes() {
 async fn list_versions_paging_across_common_prefixes_visits_every_entry_once() {
     let (env, ids) = versioned_tree().await;
     let id = |key: &str, i: usize| ids.iter().find(|(k, _)| *k == key).unwrap().1[i].clone();
-    let (all, _) = walk_versions(&env, "", Some("/"), 1000);
+    let (all, _) = walk_versions(&env, "", Some("/"), 1000).await;
     assert_eq!(all.len(), 7);
     for limit in 1..=7 {
-        let (entries, _) = walk_versions(&env, "", Some("/"), limit);
+        let (entries, _) = walk_versions(&env, "", Some("/"), limit).await;
         assert_eq!(entries, all, "limit {limit}");
     }
     for prefix in ["a", "a/", "a/c", "b", "zzz"] {
-        let (all, _) = walk_versions(&env, prefix, Some("/"), 1000);
+        let (all, _) = walk_versions(&env, prefix, Some("/"), 1000).await;
         for limit in 1..=3 {
-            assert_eq!(walk_versions(&env, prefix, Some("/"), limit).0, all);
+            assert_eq!(walk_versions(&env, prefix, Some("/"), limit).await.0, all);
         }
     }
 
     // A page ending on a common prefix: the next key marker is the prefix, with no
     // version marker, and the next page starts past every key under it.
-    let (_, markers) = walk_versions(&env, "", Some("/"), 3);
+    let (_, markers) = walk_versions(&env, "", Some("/"), 3).await;
     assert_eq!(
         markers,
         vec![
@@ -1108,7 +1137,7 @@ async fn list_versions_paging_across_common_prefixes_visits_every_entry_once() {
         ]
     );
     // Page by page with 2: the latest flag of `b` survives the page break inside `b`.
-    let (entries, markers) = walk_versions(&env, "", Some("/"), 2);
+    let (entries, markers) = walk_versions(&env, "", Some("/"), 2).await;
     assert_eq!(
         markers,
         vec![
@@ -1123,12 +1152,14 @@ async fn list_versions_paging_across_common_prefixes_visits_every_entry_once() {
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("/"), Some("a/"), Some(&id("a/b", 0)), 1)
+        .await
         .unwrap();
     assert_eq!(version_entries(&page), vec![format!("v:b:{}*", id("b", 2))]);
     // Without the delimiter the same marker is just a key: `a/b` comes next.
     let page = env
         .svc
         .list_bucket_versions("bkt", "", None, Some("a/"), None, 1)
+        .await
         .unwrap();
     assert_eq!(
         version_entries(&page),
@@ -1139,6 +1170,7 @@ async fn list_versions_paging_across_common_prefixes_visits_every_entry_once() {
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("/"), Some("a/b"), None, 1000)
+        .await
         .unwrap();
     assert_eq!(page.prefixes, vec!["a/", "c/"]);
 }
@@ -1155,29 +1187,34 @@ async fn list_versions_bad_arguments_are_errors() {
     ] {
         assert_err!(
             env.svc
-                .list_bucket_versions("bkt", prefix, delimiter, key_marker, version_marker, 10),
+                .list_bucket_versions("bkt", prefix, delimiter, key_marker, version_marker, 10)
+                .await,
             ObjectError::InvalidArgument(_)
         );
     }
     assert_err!(
         env.svc
-            .list_bucket_versions("missing", "", Some("/"), None, None, 10),
+            .list_bucket_versions("missing", "", Some("/"), None, None, 10)
+            .await,
         ObjectError::NoSuchBucket(_)
     );
     // Limits outside 1..=1000 are clamped, unknown version markers resume after the key.
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("/"), None, None, 0)
+        .await
         .unwrap();
     assert_eq!(version_entries(&page).len(), 1);
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("/"), None, None, usize::MAX)
+        .await
         .unwrap();
     assert_eq!(version_entries(&page).len(), 7);
     let page = env
         .svc
         .list_bucket_versions("bkt", "", Some("/"), Some("a"), Some("no-such-version"), 10)
+        .await
         .unwrap();
     assert_eq!(version_entries(&page)[0], "p:a/");
     // Markers past the end, or with odd bytes, give an empty page.
@@ -1185,6 +1222,7 @@ async fn list_versions_bad_arguments_are_errors() {
         let page = env
             .svc
             .list_bucket_versions("bkt", "zz", Some("/"), Some(km), None, 10)
+            .await
             .unwrap();
         assert!(
             page.versions.is_empty() && page.prefixes.is_empty(),
@@ -1211,7 +1249,11 @@ async fn tags_round_trip() {
     assert_eq!(vid.version_id, rec.version_id);
     assert_eq!(env.svc.get_tags("bkt", "k", None).await.unwrap(), tags(10));
     // The listing sees the current record with its tags.
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert_eq!(page.objects[0].tags, tags(10));
     env.svc.put_tags("bkt", "k", None, tags(2)).await.unwrap();
     assert_eq!(env.svc.get_tags("bkt", "k", None).await.unwrap(), tags(2));
@@ -1286,7 +1328,11 @@ async fn tagging_an_old_version_leaves_the_current_one_alone() {
         current.tags,
         vec![("state".to_string(), "current".to_string())]
     );
-    let page = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let page = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert_eq!(page.objects, vec![v2]);
     assert_err!(
         env.svc.put_tags("bkt", "k", Some("nope"), tags(1)).await,
@@ -2040,6 +2086,7 @@ async fn deleting_a_bucket_holding_only_versions_or_markers_is_refused() {
     assert!(
         env.svc
             .list_objects("bkt", &ListQuery::default())
+            .await
             .unwrap()
             .objects
             .is_empty()
@@ -2107,6 +2154,7 @@ async fn deleting_an_empty_bucket_removes_it() {
     assert!(
         env.svc
             .list_objects("bkt", &ListQuery::default())
+            .await
             .unwrap()
             .objects
             .is_empty()
@@ -2212,13 +2260,21 @@ async fn reopening_keeps_every_object_byte_identical() {
         .await
         .unwrap();
     let buckets_before = env.svc.list_buckets().unwrap();
-    let listing_before = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let listing_before = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     let files_before = env.chunk_files();
 
     let env = env.reopen().await;
 
     assert_eq!(env.svc.list_buckets().unwrap(), buckets_before);
-    let listing_after = env.svc.list_objects("bkt", &ListQuery::default()).unwrap();
+    let listing_after = env
+        .svc
+        .list_objects("bkt", &ListQuery::default())
+        .await
+        .unwrap();
     assert_eq!(listing_after.objects, listing_before.objects);
     for ((k, d), rec) in contents.iter().zip(&records) {
         let head = env.svc.head_object("bkt", k, None).unwrap();

@@ -239,7 +239,7 @@ async fn get_or_list(
     let t = target(&uri, "objects")?;
     let q = Query::parse(&uri);
     let Some(key) = t.key.as_deref() else {
-        return list(&state, &t.bucket, &q);
+        return list(&state, &t.bucket, &q).await;
     };
     if q.has("tags") {
         let tags = state
@@ -288,25 +288,28 @@ async fn get_or_list(
     Ok((status, h, body).into_response())
 }
 
-fn list(state: &ApiState, bucket: &str, q: &Query) -> ApiResult<Response> {
+async fn list(state: &ApiState, bucket: &str, q: &Query) -> ApiResult<Response> {
     let limit = match q.get("limit") {
         Some(l) => l
             .parse::<usize>()
             .map_err(|_| ApiError::BadRequest("limit must be a non-negative integer".into()))?,
         None => 0,
     };
-    let page = state.service.list_objects(
-        bucket,
-        &ListQuery {
-            prefix: q.get("prefix").unwrap_or("").to_string(),
-            delimiter: q.get("delimiter").map(str::to_string),
-            start_after: q
-                .get("cursor")
-                .filter(|c| !c.is_empty())
-                .map(str::to_string),
-            limit,
-        },
-    )?;
+    let page = state
+        .service
+        .list_objects(
+            bucket,
+            &ListQuery {
+                prefix: q.get("prefix").unwrap_or("").to_string(),
+                delimiter: q.get("delimiter").map(str::to_string),
+                start_after: q
+                    .get("cursor")
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+                limit,
+            },
+        )
+        .await?;
     let objects: Vec<_> = page
         .objects
         .iter()

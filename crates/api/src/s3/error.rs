@@ -28,7 +28,7 @@ pub fn s3_error(e: ObjectError) -> S3Error {
         O::PreconditionFailed => C::PreconditionFailed,
         O::BadDigest => C::BadDigest,
         O::NotModified { .. } => C::NotModified,
-        O::Replication(_) | O::QuorumNotReached { .. } => C::ServiceUnavailable,
+        O::Replication(_) | O::QuorumNotReached { .. } | O::Unavailable(_) => C::ServiceUnavailable,
         O::Corrupt(_) | O::Store(_) | O::Internal(_) => {
             tracing::error!(error = %e, "S3 request failed");
             return S3Error::with_message(

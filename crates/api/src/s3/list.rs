@@ -29,7 +29,7 @@ fn url_encoding(e: Option<&EncodingType>) -> S3Result<bool> {
 }
 
 impl S3Api {
-    fn page(
+    async fn page(
         &self,
         bucket: &str,
         prefix: Option<&str>,
@@ -52,6 +52,7 @@ impl S3Api {
                     limit,
                 },
             )
+            .await
             .s3()
     }
 
@@ -98,13 +99,15 @@ impl S3Api {
             ),
             None => i.start_after.clone().filter(|s| !s.is_empty()),
         };
-        let page = self.page(
-            &i.bucket,
-            i.prefix.as_deref(),
-            i.delimiter.as_deref(),
-            after,
-            limit,
-        )?;
+        let page = self
+            .page(
+                &i.bucket,
+                i.prefix.as_deref(),
+                i.delimiter.as_deref(),
+                after,
+                limit,
+            )
+            .await?;
         let (contents, prefixes) = Self::contents(&page, url, i.fetch_owner.unwrap_or(false));
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
@@ -131,13 +134,15 @@ impl S3Api {
         let url = url_encoding(i.encoding_type.as_ref())?;
         let limit = max_keys(i.max_keys)?;
         let after = i.marker.clone().filter(|m| !m.is_empty());
-        let page = self.page(
-            &i.bucket,
-            i.prefix.as_deref(),
-            i.delimiter.as_deref(),
-            after,
-            limit,
-        )?;
+        let page = self
+            .page(
+                &i.bucket,
+                i.prefix.as_deref(),
+                i.delimiter.as_deref(),
+                after,
+                limit,
+            )
+            .await?;
         let (contents, prefixes) = Self::contents(&page, url, true);
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
@@ -179,6 +184,7 @@ impl S3Api {
                 version_id_marker,
                 limit,
             )
+            .await
             .s3()?;
         let mut versions = Vec::new();
         let mut markers = Vec::new();

@@ -49,6 +49,9 @@ pub const PATH_LOOKUP: &str = "/internal/lookup";
 pub const PATH_DELETE: &str = "/internal/delete";
 /// A node's unfinished uploads of a bucket, for a listing made through another node.
 pub const PATH_UPLOADS: &str = "/internal/uploads";
+/// A node's page of a bucket listing (objects, versions, or key states), for a listing
+/// made through another node.
+pub const PATH_LIST: &str = "/internal/list";
 pub const PATH_RING: &str = "/internal/ring";
 /// A client request handed to its key's coordinator (streamed; see the API crate).
 pub const PATH_FORWARD: &str = "/internal/forward";

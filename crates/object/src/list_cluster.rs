@@ -1,0 +1,657 @@
+//! Listings through any node of a cluster. A node holds only the keys whose replica set
+//! includes it, so a listing page is gathered from every member not seen down: each
+//! reads its own page from the same cursor (`POST /internal/list`), and the pages are
+//! merged by key. The members that answered must cover every key range
+//! ([`Coverage::check`]: a majority of each range's replicas in quorum mode, each
+//! range's coordinator in async mode), or the listing fails with 503 rather than come
+//! back short.
+//!
+//! A merged page holds only what every answering node has scanned past: a node whose
+//! page ended early (its own page was full) sets a frontier, and entries beyond it wait
+//! for the next page. Where a key's answering replicas disagree (one lists it, another
+//! does not), the ones that do not are asked how far they have seen the key change
+//! (`ListRequest::States`): an entry is dropped when one of them has a removal (or a
+//! newer delete marker) at or after the listed version. So a page costs each member at
+//! most two calls, each reading about one page.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketdb_cluster::coverage::Coverage;
+use bucketdb_cluster::membership::network::PATH_LIST;
+use bucketdb_cluster::replication::{decode_message, encode_message};
+use bucketdb_store::keys::tombstone_key;
+use bucketdb_store::records::{Body, ObjectRecord};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ObjectService;
+use crate::error::{ObjectError, Result};
+use crate::list::{ListPage, ListQuery, MAX_LIST_LIMIT};
+use crate::versions::{MAX_VERSIONS_LISTED, VersionPage, key_state_seq, tombstone_seq};
+
+/// Longest wait for a member's page.
+pub const LIST_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most gathering rounds one page takes. A round comes back short only when entries
+/// were dropped as removed elsewhere; the page then ends early, with a cursor.
+const LIST_MAX_ROUNDS: usize = 3;
+
+/// Which versions a listing page wants (S3 ListObjectVersions).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct VersionsQuery {
+    pub prefix: String,
+    pub delimiter: Option<String>,
+    pub key_marker: Option<String>,
+    pub version_id_marker: Option<String>,
+    pub limit: usize,
+}
+
+/// A node's question to a peer for a listing made through it.
+#[derive(Serialize, Deserialize)]
+enum ListRequest {
+    /// The peer's page of current objects (answered with a [`ListPage`]).
+    Objects { bucket: String, query: ListQuery },
+    /// The peer's page of versions (answered with [`NodeVersions`]). A peer that lacks
+    /// the version marker lists the marker's key from its start.
+    Versions {
+        bucket: String,
+        query: VersionsQuery,
+    },
+    /// How far the peer has seen each key change (`key_state_seq`) or, for an entry
+    /// naming a version, the `seq` its removal covers (0: never removed there); answered
+    /// with one `u64` per entry.
+    States {
+        bucket: String,
+        entries: Vec<(String, Option<String>)>,
+    },
+}
+
+/// A node's page of versions, and the `seq` of the version marker if it holds it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct NodeVersions {
+    pub page: VersionPage,
+    pub marker_seq: Option<u64>,
+}
+
+/// One entry of a merged page, with the nodes that listed it.
+enum Entry {
+    Prefix(String),
+    Object {
+        record: Box<ObjectRecord>,
+        holders: BTreeSet<String>,
+    },
+}
+
+/// Where an entry sorts in a versions listing: by key, then newest first. A common
+/// prefix sorts before the keys it covers (none of them are listed).
+type Position = (String, Reverse<u64>);
+
+fn newer(a: &ObjectRecord, b: &ObjectRecord) -> bool {
+    (a.seq, a.tags_seq) > (b.seq, b.tags_seq)
+}
+
+/// A listing answer carries no chunk lists: they can be long and a listing shows none.
+fn for_listing(mut r: ObjectRecord) -> ObjectRecord {
+    r.body = Body::default();
+    r
+}
+
+/// Merge the members' pages of current objects into the first `limit` entries that
+/// every member has scanned past, and the cursor after them (`None`: nothing follows).
+fn merge_objects(
+    pages: &BTreeMap<String, ListPage>,
+    limit: usize,
+) -> (Vec<(String, Entry)>, Option<String>) {
+    let frontier = pages
+        .values()
+        .filter_map(|p| p.next_cursor.as_deref())
+        .min()
+        .map(str::to_string);
+    let within = |k: &str| frontier.as_deref().is_none_or(|f| k <= f);
+    let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
+    for (node, page) in pages {
+        for p in page.prefixes.iter().filter(|p| within(p)) {
+            merged
+                .entry(p.clone())
+                .or_insert_with(|| Entry::Prefix(p.clone()));
+        }
+        for r in page.objects.iter().filter(|r| within(&r.key)) {
+            let entry = merged
+                .entry(r.key.clone())
+                .or_insert_with(|| Entry::Object {
+                    record: Box::new(r.clone()),
+                    holders: BTreeSet::new(),
+                });
+            if let Entry::Object { record, holders } = entry {
+                if newer(r, record) {
+                    **record = r.clone();
+                }
+                holders.insert(node.clone());
+            }
+        }
+    }
+    let more = merged.len() > limit;
+    let page: Vec<(String, Entry)> = merged.into_iter().take(limit).collect();
+    let cursor = match more {
+        true => page.last().map(|(k, _)| k.clone()),
+        false => frontier,
+    };
+    (page, cursor)
+}
+
+/// A merged version and the nodes that listed it.
+struct MergedVersion {
+    record: ObjectRecord,
+    holders: BTreeSet<String>,
+}
+
+enum VersionEntry {
+    Prefix(String),
+    Version(Box<MergedVersion>),
+}
+
+impl VersionEntry {
+    fn position(&self) -> Position {
+        match self {
+            VersionEntry::Prefix(p) => (p.clone(), Reverse(u64::MAX)),
+            VersionEntry::Version(v) => (v.record.key.clone(), Reverse(v.record.seq)),
+        }
+    }
+}
+
+/// The position of a node's last entry, if its page was cut short.
+fn version_frontier(page: &VersionPage) -> Option<Position> {
+    let key = page.next_key_marker.as_ref()?;
+    Some(match &page.next_version_id_marker {
+        Some(id) => page
+            .versions
+            .iter()
+            .find(|(r, _)| &r.key == key && &r.version_id == id)
+            .map_or((key.clone(), Reverse(0)), |(r, _)| {
+                (key.clone(), Reverse(r.seq))
+            }),
+        None => (key.clone(), Reverse(u64::MAX)),
+    })
+}
+
+/// Merge the members' pages of versions as [`merge_objects`] does; `marker` is the key
+/// the page resumes inside and the `seq` of the version it resumes after (`None`: no
+/// member holds that version, so the key is skipped, as on one node).
+fn merge_versions(
+    pages: &BTreeMap<String, NodeVersions>,
+    marker: Option<(&str, Option<u64>)>,
+    limit: usize,
+) -> (Vec<VersionEntry>, Option<Position>) {
+    let frontier = pages
+        .values()
+        .filter_map(|p| version_frontier(&p.page))
+        .min();
+    let within = |p: &Position| frontier.as_ref().is_none_or(|f| p <= f);
+    let skipped = |r: &ObjectRecord| match marker {
+        Some((key, seq)) => r.key == key && seq.is_none_or(|s| r.seq >= s),
+        None => false,
+    };
+    let mut versions: BTreeMap<(String, String), MergedVersion> = BTreeMap::new();
+    let mut prefixes: BTreeSet<String> = BTreeSet::new();
+    for (node, p) in pages {
+        for cp in &p.page.prefixes {
+            if within(&(cp.clone(), Reverse(u64::MAX))) {
+                prefixes.insert(cp.clone());
+            }
+        }
+        for (r, _) in &p.page.versions {
+            if !within(&(r.key.clone(), Reverse(r.seq))) || skipped(r) {
+                continue;
+            }
+            // One entry per version id: a `null` version overwritten since a stale copy
+            // was made keeps only its newest copy.
+            let v = versions
+                .entry((r.key.clone(), r.version_id.clone()))
+                .or_insert_with(|| MergedVersion {
+                    record: r.clone(),
+                    holders: BTreeSet::new(),
+                });
+            if newer(r, &v.record) {
+                v.record = r.clone();
+                v.holders.clear();
+            }
+            if r.seq == v.record.seq {
+                v.holders.insert(node.clone());
+            }
+        }
+    }
+    let mut all: Vec<VersionEntry> = prefixes
+        .into_iter()
+        .map(VersionEntry::Prefix)
+        .chain(
+            versions
+                .into_values()
+                .map(|v| VersionEntry::Version(Box::new(v))),
+        )
+        .collect();
+    all.sort_by_key(VersionEntry::position);
+    let more = all.len() > limit;
+    all.truncate(limit);
+    let cursor = match more {
+        true => all.last().map(VersionEntry::position),
+        false => frontier,
+    };
+    (all, cursor)
+}
+
+impl ObjectService {
+    /// A page of the bucket's current objects, from every node holding part of it.
+    pub async fn list_objects(self: &Arc<Self>, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        let Some(coverage) = self.cluster.coverage() else {
+            return self.list_objects_here(bucket, q);
+        };
+        let limit = match q.limit {
+            0 => MAX_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let mut out = ListPage::default();
+        let mut cursor = q.start_after.clone();
+        for _ in 0..LIST_MAX_ROUNDS {
+            let want = limit - out.objects.len() - out.prefixes.len();
+            let query = ListQuery {
+                start_after: cursor.clone(),
+                limit: want,
+                ..q.clone()
+            };
+            let mine = self.list_objects_here(bucket, &query)?;
+            let request = ListRequest::Objects {
+                bucket: bucket.to_string(),
+                query,
+            };
+            let pages = self.gather(&coverage, &request, mine).await?;
+            let (entries, next) = merge_objects(&pages, want);
+            let disputed: Vec<(String, Vec<String>)> = entries
+                .iter()
+                .filter_map(|(key, e)| match e {
+                    Entry::Object { holders, .. } => {
+                        Some((key.clone(), absent(&coverage, &pages, bucket, key, holders)))
+                    }
+                    Entry::Prefix(_) => None,
+                })
+                .filter(|(_, absent)| !absent.is_empty())
+                .collect();
+            let removed = self
+                .removed_elsewhere(&coverage, bucket, &disputed, |key| (key.to_string(), None))
+                .await?;
+            for (key, e) in entries {
+                match e {
+                    Entry::Prefix(p) => out.prefixes.push(p),
+                    Entry::Object { record, .. } => {
+                        if removed.get(&key).is_none_or(|seq| *seq < record.seq) {
+                            out.objects.push(*record);
+                        }
+                    }
+                }
+            }
+            cursor = next;
+            if cursor.is_none() || out.objects.len() + out.prefixes.len() >= limit {
+                break;
+            }
+        }
+        out.next_cursor = cursor;
+        Ok(out)
+    }
+
+    /// A page of every version in a bucket (S3 ListObjectVersions), from every node
+    /// holding part of it. See [`ObjectService::list_bucket_versions_here`] for the
+    /// arguments.
+    pub async fn list_bucket_versions(
+        self: &Arc<Self>,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        key_marker: Option<&str>,
+        version_id_marker: Option<&str>,
+        limit: usize,
+    ) -> Result<VersionPage> {
+        let Some(coverage) = self.cluster.coverage() else {
+            return self.list_bucket_versions_here(
+                bucket,
+                prefix,
+                delimiter,
+                key_marker,
+                version_id_marker,
+                limit,
+            );
+        };
+        let limit = limit.clamp(1, MAX_VERSIONS_LISTED);
+        let mut out = VersionPage::default();
+        let mut marker: Option<(String, Option<String>)> =
+            key_marker.filter(|k| !k.is_empty()).map(|k| {
+                (
+                    k.to_string(),
+                    version_id_marker
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_string),
+                )
+            });
+        // The key whose versions the page resumes inside (its newest was listed before).
+        let mut prev_key: Option<String> = None;
+        for _ in 0..LIST_MAX_ROUNDS {
+            let query = VersionsQuery {
+                prefix: prefix.to_string(),
+                delimiter: delimiter.map(str::to_string),
+                key_marker: marker.as_ref().map(|m| m.0.clone()),
+                version_id_marker: marker.as_ref().and_then(|m| m.1.clone()),
+                limit: limit - out.versions.len() - out.prefixes.len(),
+            };
+            let mine = self.versions_here(bucket, &query, true)?;
+            let request = ListRequest::Versions {
+                bucket: bucket.to_string(),
+                query: query.clone(),
+            };
+            let pages = self.gather(&coverage, &request, mine).await?;
+            // Resuming after a version (not a common prefix): skip the versions of its key
+            // up to it, wherever it is known.
+            let resume = match (&query.key_marker, &query.version_id_marker) {
+                (Some(k), Some(_)) if !rolls_up(k, prefix, delimiter) => {
+                    let seq = pages.values().filter_map(|p| p.marker_seq).max();
+                    if seq.is_some() {
+                        prev_key = Some(k.clone());
+                    }
+                    Some((k.as_str(), seq))
+                }
+                _ => None,
+            };
+            let (entries, next) = merge_versions(&pages, resume, query.limit);
+            let disputed: Vec<((String, String), Vec<String>)> = entries
+                .iter()
+                .filter_map(|e| match e {
+                    VersionEntry::Version(v) => {
+                        let r = &v.record;
+                        let absent = absent(&coverage, &pages, bucket, &r.key, &v.holders);
+                        Some(((r.key.clone(), r.version_id.clone()), absent))
+                    }
+                    VersionEntry::Prefix(_) => None,
+                })
+                .filter(|(_, absent)| !absent.is_empty())
+                .collect();
+            let removed = self
+                .removed_elsewhere(&coverage, bucket, &disputed, |(key, id)| {
+                    (key.clone(), Some(id.clone()))
+                })
+                .await?;
+            for e in entries {
+                match e {
+                    VersionEntry::Prefix(p) => out.prefixes.push(p),
+                    VersionEntry::Version(v) => {
+                        let record = v.record;
+                        let id = (record.key.clone(), record.version_id.clone());
+                        if removed.get(&id).is_some_and(|seq| *seq >= record.seq) {
+                            continue;
+                        }
+                        let latest = prev_key.as_deref() != Some(record.key.as_str());
+                        prev_key = Some(record.key.clone());
+                        out.versions.push((record, latest));
+                    }
+                }
+            }
+            marker = next.map(|(key, Reverse(seq))| {
+                let id = (seq != u64::MAX)
+                    .then(|| version_id_at(&pages, &key, seq))
+                    .flatten();
+                (key, id)
+            });
+            if marker.is_none() || out.versions.len() + out.prefixes.len() >= limit {
+                break;
+            }
+        }
+        (out.next_key_marker, out.next_version_id_marker) = match marker {
+            Some((k, v)) => (Some(k), v),
+            None => (None, None),
+        };
+        Ok(out)
+    }
+
+    /// Ask every member in `coverage` the same listing question; their answers and this
+    /// node's own (`mine`), by node id. Fails when those who answered do not cover every
+    /// key range.
+    async fn gather<T: DeserializeOwned>(
+        &self,
+        coverage: &Coverage,
+        request: &ListRequest,
+        mine: T,
+    ) -> Result<BTreeMap<String, T>> {
+        let body = encode_message(request)?;
+        let answers = self
+            .cluster
+            .call_each(coverage.peers(), PATH_LIST, body, LIST_PEER_TIMEOUT)
+            .await;
+        let mut pages = BTreeMap::new();
+        pages.insert(coverage.me().to_string(), mine);
+        for (id, answer) in answers {
+            match answer.and_then(|b| decode_message::<T>(&b)) {
+                Ok(page) => {
+                    pages.insert(id, page);
+                }
+                Err(e) => tracing::warn!(peer = %id, error = %e, "a peer's listing page failed"),
+            }
+        }
+        let answered: BTreeSet<String> = pages.keys().cloned().collect();
+        coverage
+            .check(&answered)
+            .map_err(|e| ObjectError::Unavailable(format!("listing incomplete: {e}")))?;
+        Ok(pages)
+    }
+
+    /// For entries some of their replicas did not list (`disputed`, each with those
+    /// replicas), the newest removal those replicas know, by entry. One call per node.
+    async fn removed_elsewhere<E: Ord + Clone>(
+        &self,
+        coverage: &Coverage,
+        bucket: &str,
+        disputed: &[(E, Vec<String>)],
+        question: impl Fn(&E) -> (String, Option<String>),
+    ) -> Result<BTreeMap<E, u64>> {
+        let mut asks: BTreeMap<&str, Vec<&E>> = BTreeMap::new();
+        for (entry, nodes) in disputed {
+            for n in nodes {
+                asks.entry(n.as_str()).or_default().push(entry);
+            }
+        }
+        let mut removed: BTreeMap<E, u64> = BTreeMap::new();
+        for (node, entries) in asks {
+            let questions: Vec<(String, Option<String>)> =
+                entries.iter().map(|e| question(e)).collect();
+            let seqs = if node == coverage.me() {
+                self.states_here(bucket, &questions)?
+            } else {
+                let Some(peer) = coverage.peers().iter().find(|(id, _)| id == node) else {
+                    continue;
+                };
+                let request = encode_message(&ListRequest::States {
+                    bucket: bucket.to_string(),
+                    entries: questions,
+                })?;
+                let answer = self
+                    .cluster
+                    .call_each(
+                        std::slice::from_ref(peer),
+                        PATH_LIST,
+                        request,
+                        LIST_PEER_TIMEOUT,
+                    )
+                    .await
+                    .into_iter()
+                    .next()
+                    .map(|(_, a)| a);
+                match answer.map(|a| a.and_then(|b| decode_message::<Vec<u64>>(&b))) {
+                    Some(Ok(seqs)) if seqs.len() == entries.len() => seqs,
+                    other => {
+                        return Err(ObjectError::Unavailable(format!(
+                            "listing incomplete: node {node} did not say which entries it removed ({})",
+                            match other {
+                                Some(Err(e)) => e.to_string(),
+                                _ => "no answer".into(),
+                            }
+                        )));
+                    }
+                }
+            };
+            for (e, seq) in entries.into_iter().zip(seqs) {
+                let r = removed.entry(e.clone()).or_insert(0);
+                *r = (*r).max(seq);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// What this node knows of each entry: the key's state seq, or for a version the
+    /// `seq` its removal covers (0 when never removed here).
+    fn states_here(&self, bucket: &str, entries: &[(String, Option<String>)]) -> Result<Vec<u64>> {
+        let kv = self.cluster.meta().read()?;
+        entries
+            .iter()
+            .map(|(key, version)| match version {
+                None => key_state_seq(kv.as_ref(), bucket, key),
+                Some(id) => {
+                    Ok(tombstone_seq(kv.as_ref(), &tombstone_key(bucket, key, id))?.unwrap_or(0))
+                }
+            })
+            .collect()
+    }
+
+    /// `POST /internal/list`: this node's part of a listing made through a peer. A
+    /// bucket not known here yet has nothing here.
+    pub fn answer_list(&self, body: &[u8]) -> Result<Vec<u8>> {
+        let missing_bucket = |e: &ObjectError| matches!(e, ObjectError::NoSuchBucket(_));
+        match decode_message::<ListRequest>(body)? {
+            ListRequest::Objects { bucket, query } => {
+                let page = match self.list_objects_here(&bucket, &query) {
+                    Err(e) if missing_bucket(&e) => ListPage::default(),
+                    other => other?,
+                };
+                let page = ListPage {
+                    objects: page.objects.into_iter().map(for_listing).collect(),
+                    ..page
+                };
+                Ok(encode_message(&page)?)
+            }
+            ListRequest::Versions { bucket, query } => {
+                let mut answer = match self.versions_here(&bucket, &query, true) {
+                    Err(e) if missing_bucket(&e) => NodeVersions {
+                        page: VersionPage::default(),
+                        marker_seq: None,
+                    },
+                    other => other?,
+                };
+                for (r, _) in &mut answer.page.versions {
+                    r.body = Body::default();
+                }
+                Ok(encode_message(&answer)?)
+            }
+            ListRequest::States { bucket, entries } => {
+                if entries.len() > MAX_LIST_LIMIT.max(MAX_VERSIONS_LISTED) {
+                    return Err(ObjectError::InvalidArgument("too many entries".into()));
+                }
+                Ok(encode_message(&self.states_here(&bucket, &entries)?)?)
+            }
+        }
+    }
+}
+
+/// The replicas of `key` that answered the listing without listing it.
+fn absent<T>(
+    coverage: &Coverage,
+    pages: &BTreeMap<String, T>,
+    bucket: &str,
+    key: &str,
+    holders: &BTreeSet<String>,
+) -> Vec<String> {
+    coverage
+        .replicas(bucket, key)
+        .into_iter()
+        .filter(|r| pages.contains_key(*r) && !holders.contains(*r))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `key` rolls up into a common prefix under `prefix` at `delimiter`.
+fn rolls_up(key: &str, prefix: &str, delimiter: Option<&str>) -> bool {
+    match (
+        delimiter.filter(|d| !d.is_empty()),
+        key.strip_prefix(prefix),
+    ) {
+        (Some(d), Some(rest)) => rest.contains(d),
+        _ => false,
+    }
+}
+
+/// The version id of `key`'s version at `seq` in the members' pages.
+fn version_id_at(pages: &BTreeMap<String, NodeVersions>, key: &str, seq: u64) -> Option<String> {
+    pages
+        .values()
+        .flat_map(|p| &p.page.versions)
+        .find(|(r, _)| r.key == key && r.seq == seq)
+        .map(|(r, _)| r.version_id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str, seq: u64) -> ObjectRecord {
+        ObjectRecord {
+            key: key.into(),
+            version_id: "null".into(),
+            seq,
+            ..Default::default()
+        }
+    }
+
+    fn page(keys: &[(&str, u64)], cursor: Option<&str>) -> ListPage {
+        ListPage {
+            objects: keys.iter().map(|(k, s)| obj(k, *s)).collect(),
+            prefixes: Vec::new(),
+            next_cursor: cursor.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_merged_page_stops_where_a_cut_short_member_stopped() {
+        let pages = BTreeMap::from([
+            ("n1".to_string(), page(&[("a", 1), ("b", 1)], Some("b"))),
+            (
+                "n2".to_string(),
+                page(&[("a", 2), ("c", 1), ("d", 1)], None),
+            ),
+        ]);
+        let (entries, cursor) = merge_objects(&pages, 10);
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        // n1 may hold keys between b and c it has not sent yet.
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(cursor.as_deref(), Some("b"));
+        match &entries[0].1 {
+            Entry::Object { record, holders } => {
+                assert_eq!(record.seq, 2, "the newest copy wins");
+                assert_eq!(holders.len(), 2);
+            }
+            Entry::Prefix(_) => panic!("an object"),
+        }
+    }
+
+    #[test]
+    fn a_full_merged_page_ends_at_its_last_entry() {
+        let pages = BTreeMap::from([
+            ("n1".to_string(), page(&[("a", 1), ("c", 1)], None)),
+            ("n2".to_string(), page(&[("b", 1), ("d", 1)], None)),
+        ]);
+        let (entries, cursor) = merge_objects(&pages, 3);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(cursor.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn rolls_up_only_past_the_prefix() {
+        assert!(rolls_up("a/b", "", Some("/")));
+        assert!(!rolls_up("a/b", "a/", Some("/")));
+        assert!(!rolls_up("a/b", "", None));
+    }
+}
