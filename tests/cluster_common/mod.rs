@@ -245,7 +245,8 @@ pub fn liveness_of(status: &Value, port: u16) -> Option<String> {
         .and_then(|n| n["liveness"].as_str().map(String::from))
 }
 
-/// The ring version when `nodes` all report the same 3 active members, all alive.
+/// The ring version when `nodes` all report the same active members (all of them), all
+/// alive.
 pub async fn agreed_ring(c: &reqwest::Client, nodes: &[&Node]) -> Option<u64> {
     let mut version = None;
     for n in nodes {
@@ -294,6 +295,27 @@ pub async fn form_three(
     start(cc, &["--join", &join_a]);
     let all = [&*a, &*b, &*cc];
     eventually("3 members", &all, || agreed_ring(c, &all)).await;
+}
+
+/// Start `nodes[0]` with `--bootstrap` and the others joining it, each with `args` too;
+/// returns once all agree on a ring of them all, active.
+pub async fn form_cluster(c: &reqwest::Client, nodes: &mut [Node], args: &[&str]) {
+    let (first, rest) = nodes.split_first_mut().expect("at least one node");
+    let join = first.url("");
+    let start = |n: &mut Node, extra: &[&str]| {
+        let v: Vec<&str> = args.iter().chain(extra).copied().collect();
+        n.start(CLUSTER_SECRET, &v);
+    };
+    start(first, &["--bootstrap"]);
+    eventually("the first node ready", &[&*first], || async {
+        ready(c, first).await.then_some(())
+    })
+    .await;
+    for n in rest.iter_mut() {
+        start(n, &["--join", &join]);
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("every member active", &all, || agreed_ring(c, &all)).await;
 }
 
 /// An aws-sdk-s3 client for a node's S3 port: path style, the test keys, no retries

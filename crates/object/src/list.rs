@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
+use crate::list_cluster::NodeObjects;
 use crate::names::validate_bucket_name;
 use crate::versions::load_bucket;
 
@@ -56,8 +57,9 @@ pub(crate) enum Step<'a> {
     /// A table entry (an object, or one version) of a key not rolled up into a common
     /// prefix.
     Entry { key: &'a str, value: &'a [u8] },
-    /// A common prefix, found once: the walk goes on past every key under it.
-    Prefix(&'a str),
+    /// A common prefix, found once, with the first table entry under it: the walk goes on
+    /// past every key under it.
+    Prefix { prefix: &'a str, first: &'a [u8] },
 }
 
 /// The keys of one bucket under a prefix, in one table whose keys are `bucket NUL key`
@@ -148,7 +150,10 @@ impl<'q> Listing<'q> {
                 let key = self.key_of(k)?;
                 if let Some(cp) = self.common_prefix(key) {
                     let next = prefix_end(&self.full(cp));
-                    if !visit(Step::Prefix(cp))? {
+                    if !visit(Step::Prefix {
+                        prefix: cp,
+                        first: v,
+                    })? {
                         return Ok(());
                     }
                     match next {
@@ -174,6 +179,12 @@ impl<'q> Listing<'q> {
 impl ObjectService {
     /// A page of the bucket's current objects as this node holds them.
     pub(crate) fn list_objects_here(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        Ok(self.objects_here(bucket, q)?.page)
+    }
+
+    /// [`ObjectService::list_objects_here`], and the first object under each common
+    /// prefix of the page (a merged listing checks that one still exists elsewhere).
+    pub(crate) fn objects_here(&self, bucket: &str, q: &ListQuery) -> Result<NodeObjects> {
         validate_bucket_name(bucket)?;
         check_list_args(&[
             Some(q.prefix.as_str()),
@@ -192,11 +203,12 @@ impl ObjectService {
         let resume = match &q.start_after {
             Some(after) => match listing.past(after) {
                 Some(r) => Some(r),
-                None => return Ok(ListPage::default()),
+                None => return Ok(NodeObjects::default()),
             },
             None => None,
         };
         let mut page = ListPage::default();
+        let mut firsts = Vec::new();
         let mut last: Option<String> = None;
         listing.walk(kv.as_ref(), resume.as_deref(), limit, &mut |step| {
             if page.objects.len() + page.prefixes.len() == limit {
@@ -204,9 +216,10 @@ impl ObjectService {
                 return Ok(false);
             }
             match step {
-                Step::Prefix(cp) => {
-                    page.prefixes.push(cp.to_string());
-                    last = Some(cp.to_string());
+                Step::Prefix { prefix, first } => {
+                    page.prefixes.push(prefix.to_string());
+                    firsts.push(decode(first)?);
+                    last = Some(prefix.to_string());
                 }
                 Step::Entry { key, value } => {
                     page.objects.push(decode(value)?);
@@ -215,6 +228,6 @@ impl ObjectService {
             }
             Ok(true)
         })?;
-        Ok(page)
+        Ok(NodeObjects { page, firsts })
     }
 }

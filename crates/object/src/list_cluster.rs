@@ -9,9 +9,9 @@
 //! A merged page holds only what every answering node has scanned past: a node whose
 //! page ended early (its own page was full) sets a frontier, and entries beyond it wait
 //! for the next page. Where a key's answering replicas disagree (one lists it, another
-//! does not), the ones that do not are asked how far they have seen the key change
-//! (`ListRequest::States`): an entry is dropped when one of them has a removal (or a
-//! newer delete marker) at or after the listed version. So a page costs each member at
+//! does not), the ones that do not are asked for the newest change they know that hides
+//! it (`ListRequest::States`): an entry is dropped when one of them has a removal (or a
+//! delete marker) at or after the listed version. So a page costs each member at
 //! most two calls, each reading about one page.
 
 use std::cmp::Reverse;
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::list::{ListPage, ListQuery, MAX_LIST_LIMIT};
-use crate::versions::{MAX_VERSIONS_LISTED, VersionPage, key_state_seq, tombstone_seq};
+use crate::versions::{MAX_VERSIONS_LISTED, VersionPage, hidden_since, tombstone_seq};
 
 /// Longest wait for a member's page.
 pub const LIST_PEER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,25 +59,86 @@ enum ListRequest {
         bucket: String,
         query: VersionsQuery,
     },
-    /// How far the peer has seen each key change (`key_state_seq`) or, for an entry
-    /// naming a version, the `seq` its removal covers (0: never removed there); answered
-    /// with one `u64` per entry.
+    /// The newest change the peer knows that hides each entry (a removal, or for a key
+    /// a newer delete marker; 0: none), answered with one `u64` per entry.
     States {
         bucket: String,
         entries: Vec<(String, Option<String>)>,
     },
 }
 
-/// A node's page of versions, and the `seq` of the version marker if it holds it.
-#[derive(Serialize, Deserialize)]
+/// A node's page of current objects, and the first object under each of its common
+/// prefixes (in the same order).
+#[derive(Default, Serialize, Deserialize)]
+pub(crate) struct NodeObjects {
+    pub page: ListPage,
+    pub firsts: Vec<ObjectRecord>,
+}
+
+/// A node's page of versions, the `seq` of the version marker if it holds it, and the
+/// first version under each of its common prefixes.
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct NodeVersions {
     pub page: VersionPage,
     pub marker_seq: Option<u64>,
+    pub firsts: Vec<ObjectRecord>,
+}
+
+/// Most common prefixes of one page checked by a listing of their own, when every
+/// entry its nodes named under it turned out removed elsewhere; past it, such a prefix
+/// is listed (it may be empty by then).
+const MAX_PREFIX_RECHECKS: usize = 8;
+
+/// What a listing asks a replica about one of its entries: a key (ListObjects) or one
+/// version of it.
+type Question = (String, Option<String>);
+
+/// Entries, with the nodes that listed them, whose other replicas must say whether
+/// they removed them.
+#[derive(Default)]
+struct Disputes {
+    asks: Vec<(Question, Vec<String>)>,
+}
+
+impl Disputes {
+    /// Note `record` (asked about as `question`), listed by `holders`: every answering
+    /// replica of its key outside `holders` is asked.
+    fn note<T>(
+        &mut self,
+        coverage: &Coverage,
+        pages: &BTreeMap<String, T>,
+        bucket: &str,
+        question: Question,
+        holders: &BTreeSet<String>,
+    ) {
+        let absent = absent(coverage, pages, bucket, &question.0, holders);
+        if !absent.is_empty() && !self.asks.iter().any(|(q, _)| *q == question) {
+            self.asks.push((question, absent));
+        }
+    }
+}
+
+/// Whether `record` is removed according to `removed` (by question).
+fn hidden(removed: &BTreeMap<Question, u64>, question: &Question, record: &ObjectRecord) -> bool {
+    removed.get(question).is_some_and(|seq| *seq >= record.seq)
+}
+
+/// The candidates of a common prefix: the first entry each node found under it.
+type Firsts = BTreeMap<Question, (ObjectRecord, BTreeSet<String>)>;
+
+fn add_first(firsts: &mut Firsts, question: Question, record: &ObjectRecord, node: &str) {
+    let e = firsts
+        .entry(question)
+        .or_insert_with(|| (record.clone(), BTreeSet::new()));
+    if newer(record, &e.0) {
+        e.0 = record.clone();
+    }
+    e.1.insert(node.to_string());
 }
 
 /// One entry of a merged page, with the nodes that listed it.
 enum Entry {
-    Prefix(String),
+    Prefix(Firsts),
     Object {
         record: Box<ObjectRecord>,
         holders: BTreeSet<String>,
@@ -93,29 +154,34 @@ fn newer(a: &ObjectRecord, b: &ObjectRecord) -> bool {
 }
 
 /// A listing answer carries no chunk lists: they can be long and a listing shows none.
-fn for_listing(mut r: ObjectRecord) -> ObjectRecord {
+fn for_listing(r: &mut ObjectRecord) {
     r.body = Body::default();
-    r
 }
 
 /// Merge the members' pages of current objects into the first `limit` entries that
 /// every member has scanned past, and the cursor after them (`None`: nothing follows).
 fn merge_objects(
-    pages: &BTreeMap<String, ListPage>,
+    pages: &BTreeMap<String, NodeObjects>,
     limit: usize,
 ) -> (Vec<(String, Entry)>, Option<String>) {
     let frontier = pages
         .values()
-        .filter_map(|p| p.next_cursor.as_deref())
+        .filter_map(|p| p.page.next_cursor.as_deref())
         .min()
         .map(str::to_string);
     let within = |k: &str| frontier.as_deref().is_none_or(|f| k <= f);
     let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
-    for (node, page) in pages {
-        for p in page.prefixes.iter().filter(|p| within(p)) {
-            merged
+    for (node, NodeObjects { page, firsts }) in pages {
+        for (p, first) in page.prefixes.iter().zip(firsts) {
+            if !within(p) {
+                continue;
+            }
+            let entry = merged
                 .entry(p.clone())
-                .or_insert_with(|| Entry::Prefix(p.clone()));
+                .or_insert_with(|| Entry::Prefix(Firsts::new()));
+            if let Entry::Prefix(firsts) = entry {
+                add_first(firsts, (first.key.clone(), None), first, node);
+            }
         }
         for r in page.objects.iter().filter(|r| within(&r.key)) {
             let entry = merged
@@ -148,14 +214,14 @@ struct MergedVersion {
 }
 
 enum VersionEntry {
-    Prefix(String),
+    Prefix(String, Firsts),
     Version(Box<MergedVersion>),
 }
 
 impl VersionEntry {
     fn position(&self) -> Position {
         match self {
-            VersionEntry::Prefix(p) => (p.clone(), Reverse(u64::MAX)),
+            VersionEntry::Prefix(p, _) => (p.clone(), Reverse(u64::MAX)),
             VersionEntry::Version(v) => (v.record.key.clone(), Reverse(v.record.seq)),
         }
     }
@@ -194,11 +260,17 @@ fn merge_versions(
         None => false,
     };
     let mut versions: BTreeMap<(String, String), MergedVersion> = BTreeMap::new();
-    let mut prefixes: BTreeSet<String> = BTreeSet::new();
+    let mut prefixes: BTreeMap<String, Firsts> = BTreeMap::new();
     for (node, p) in pages {
-        for cp in &p.page.prefixes {
+        for (cp, first) in p.page.prefixes.iter().zip(&p.firsts) {
             if within(&(cp.clone(), Reverse(u64::MAX))) {
-                prefixes.insert(cp.clone());
+                let question = (first.key.clone(), Some(first.version_id.clone()));
+                add_first(
+                    prefixes.entry(cp.clone()).or_default(),
+                    question,
+                    first,
+                    node,
+                );
             }
         }
         for (r, _) in &p.page.versions {
@@ -224,7 +296,7 @@ fn merge_versions(
     }
     let mut all: Vec<VersionEntry> = prefixes
         .into_iter()
-        .map(VersionEntry::Prefix)
+        .map(|(p, firsts)| VersionEntry::Prefix(p, firsts))
         .chain(
             versions
                 .into_values()
@@ -253,6 +325,7 @@ impl ObjectService {
         };
         let mut out = ListPage::default();
         let mut cursor = q.start_after.clone();
+        let mut rechecks = 0;
         for _ in 0..LIST_MAX_ROUNDS {
             let want = limit - out.objects.len() - out.prefixes.len();
             let query = ListQuery {
@@ -260,31 +333,48 @@ impl ObjectService {
                 limit: want,
                 ..q.clone()
             };
-            let mine = self.list_objects_here(bucket, &query)?;
+            let mine = self.objects_here(bucket, &query)?;
             let request = ListRequest::Objects {
                 bucket: bucket.to_string(),
                 query,
             };
             let pages = self.gather(&coverage, &request, mine).await?;
             let (entries, next) = merge_objects(&pages, want);
-            let disputed: Vec<(String, Vec<String>)> = entries
-                .iter()
-                .filter_map(|(key, e)| match e {
+            let mut disputes = Disputes::default();
+            for (key, e) in &entries {
+                match e {
                     Entry::Object { holders, .. } => {
-                        Some((key.clone(), absent(&coverage, &pages, bucket, key, holders)))
+                        disputes.note(&coverage, &pages, bucket, (key.clone(), None), holders)
                     }
-                    Entry::Prefix(_) => None,
-                })
-                .filter(|(_, absent)| !absent.is_empty())
-                .collect();
-            let removed = self
-                .removed_elsewhere(&coverage, bucket, &disputed, |key| (key.to_string(), None))
-                .await?;
+                    Entry::Prefix(firsts) => {
+                        for (question, (_, holders)) in firsts {
+                            disputes.note(&coverage, &pages, bucket, question.clone(), holders);
+                        }
+                    }
+                }
+            }
+            let removed = self.removed_elsewhere(&coverage, bucket, disputes).await?;
             for (key, e) in entries {
                 match e {
-                    Entry::Prefix(p) => out.prefixes.push(p),
+                    Entry::Prefix(firsts) => {
+                        let recheck = || ListQuery {
+                            prefix: key.clone(),
+                            delimiter: None,
+                            start_after: None,
+                            limit: 1,
+                        };
+                        if self
+                            .prefix_holds_entries(&removed, &firsts, &mut rechecks, async || {
+                                let page = Box::pin(self.list_objects(bucket, &recheck())).await?;
+                                Ok(!page.objects.is_empty() || page.next_cursor.is_some())
+                            })
+                            .await?
+                        {
+                            out.prefixes.push(key);
+                        }
+                    }
                     Entry::Object { record, .. } => {
-                        if removed.get(&key).is_none_or(|seq| *seq < record.seq) {
+                        if !hidden(&removed, &(key, None), &record) {
                             out.objects.push(*record);
                         }
                     }
@@ -297,6 +387,30 @@ impl ObjectService {
         }
         out.next_cursor = cursor;
         Ok(out)
+    }
+
+    /// Whether a common prefix of a merged page still has an entry under it: one of
+    /// the first entries its nodes found there is not removed elsewhere, or else a
+    /// listing of the prefix alone (`recheck`, at most `MAX_PREFIX_RECHECKS` a page)
+    /// finds one.
+    async fn prefix_holds_entries(
+        &self,
+        removed: &BTreeMap<Question, u64>,
+        firsts: &Firsts,
+        rechecks: &mut usize,
+        recheck: impl AsyncFnOnce() -> Result<bool>,
+    ) -> Result<bool> {
+        if firsts
+            .iter()
+            .any(|(question, (record, _))| !hidden(removed, question, record))
+        {
+            return Ok(true);
+        }
+        *rechecks += 1;
+        if *rechecks > MAX_PREFIX_RECHECKS {
+            return Ok(true);
+        }
+        recheck().await
     }
 
     /// A page of every version in a bucket (S3 ListObjectVersions), from every node
@@ -325,15 +439,12 @@ impl ObjectService {
         let mut out = VersionPage::default();
         let mut marker: Option<(String, Option<String>)> =
             key_marker.filter(|k| !k.is_empty()).map(|k| {
-                (
-                    k.to_string(),
-                    version_id_marker
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_string),
-                )
+                let id = version_id_marker.filter(|v| !v.is_empty());
+                (k.to_string(), id.map(str::to_string))
             });
         // The key whose versions the page resumes inside (its newest was listed before).
         let mut prev_key: Option<String> = None;
+        let mut rechecks = 0;
         for _ in 0..LIST_MAX_ROUNDS {
             let query = VersionsQuery {
                 prefix: prefix.to_string(),
@@ -361,30 +472,41 @@ impl ObjectService {
                 _ => None,
             };
             let (entries, next) = merge_versions(&pages, resume, query.limit);
-            let disputed: Vec<((String, String), Vec<String>)> = entries
-                .iter()
-                .filter_map(|e| match e {
+            let mut disputes = Disputes::default();
+            for e in &entries {
+                match e {
                     VersionEntry::Version(v) => {
-                        let r = &v.record;
-                        let absent = absent(&coverage, &pages, bucket, &r.key, &v.holders);
-                        Some(((r.key.clone(), r.version_id.clone()), absent))
+                        let question = (v.record.key.clone(), Some(v.record.version_id.clone()));
+                        disputes.note(&coverage, &pages, bucket, question, &v.holders);
                     }
-                    VersionEntry::Prefix(_) => None,
-                })
-                .filter(|(_, absent)| !absent.is_empty())
-                .collect();
-            let removed = self
-                .removed_elsewhere(&coverage, bucket, &disputed, |(key, id)| {
-                    (key.clone(), Some(id.clone()))
-                })
-                .await?;
+                    VersionEntry::Prefix(_, firsts) => {
+                        for (question, (_, holders)) in firsts {
+                            disputes.note(&coverage, &pages, bucket, question.clone(), holders);
+                        }
+                    }
+                }
+            }
+            let removed = self.removed_elsewhere(&coverage, bucket, disputes).await?;
             for e in entries {
                 match e {
-                    VersionEntry::Prefix(p) => out.prefixes.push(p),
+                    VersionEntry::Prefix(p, firsts) => {
+                        if self
+                            .prefix_holds_entries(&removed, &firsts, &mut rechecks, async || {
+                                let page = Box::pin(
+                                    self.list_bucket_versions(bucket, &p, None, None, None, 1),
+                                )
+                                .await?;
+                                Ok(!page.versions.is_empty() || page.next_key_marker.is_some())
+                            })
+                            .await?
+                        {
+                            out.prefixes.push(p);
+                        }
+                    }
                     VersionEntry::Version(v) => {
                         let record = v.record;
-                        let id = (record.key.clone(), record.version_id.clone());
-                        if removed.get(&id).is_some_and(|seq| *seq >= record.seq) {
+                        let question = (record.key.clone(), Some(record.version_id.clone()));
+                        if hidden(&removed, &question, &record) {
                             continue;
                         }
                         let latest = prev_key.as_deref() != Some(record.key.as_str());
@@ -441,34 +563,32 @@ impl ObjectService {
         Ok(pages)
     }
 
-    /// For entries some of their replicas did not list (`disputed`, each with those
-    /// replicas), the newest removal those replicas know, by entry. One call per node.
-    async fn removed_elsewhere<E: Ord + Clone>(
+    /// For entries some of their replicas did not list (`disputes`), the newest change
+    /// those replicas know that hides each, by question. One call per node.
+    async fn removed_elsewhere(
         &self,
         coverage: &Coverage,
         bucket: &str,
-        disputed: &[(E, Vec<String>)],
-        question: impl Fn(&E) -> (String, Option<String>),
-    ) -> Result<BTreeMap<E, u64>> {
-        let mut asks: BTreeMap<&str, Vec<&E>> = BTreeMap::new();
-        for (entry, nodes) in disputed {
+        disputes: Disputes,
+    ) -> Result<BTreeMap<Question, u64>> {
+        let mut asks: BTreeMap<&str, Vec<&Question>> = BTreeMap::new();
+        for (question, nodes) in &disputes.asks {
             for n in nodes {
-                asks.entry(n.as_str()).or_default().push(entry);
+                asks.entry(n.as_str()).or_default().push(question);
             }
         }
-        let mut removed: BTreeMap<E, u64> = BTreeMap::new();
-        for (node, entries) in asks {
-            let questions: Vec<(String, Option<String>)> =
-                entries.iter().map(|e| question(e)).collect();
+        let mut removed: BTreeMap<Question, u64> = BTreeMap::new();
+        for (node, questions) in asks {
+            let entries: Vec<Question> = questions.iter().map(|q| (*q).clone()).collect();
             let seqs = if node == coverage.me() {
-                self.states_here(bucket, &questions)?
+                self.states_here(bucket, &entries)?
             } else {
                 let Some(peer) = coverage.peers().iter().find(|(id, _)| id == node) else {
                     continue;
                 };
                 let request = encode_message(&ListRequest::States {
                     bucket: bucket.to_string(),
-                    entries: questions,
+                    entries,
                 })?;
                 let answer = self
                     .cluster
@@ -481,39 +601,40 @@ impl ObjectService {
                     .await
                     .into_iter()
                     .next()
-                    .map(|(_, a)| a);
-                match answer.map(|a| a.and_then(|b| decode_message::<Vec<u64>>(&b))) {
-                    Some(Ok(seqs)) if seqs.len() == entries.len() => seqs,
+                    .map(|(_, a)| a.and_then(|b| decode_message::<Vec<u64>>(&b)));
+                match answer {
+                    Some(Ok(seqs)) if seqs.len() == questions.len() => seqs,
                     other => {
+                        let why = match other {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "no answer".into(),
+                        };
                         return Err(ObjectError::Unavailable(format!(
-                            "listing incomplete: node {node} did not say which entries it removed ({})",
-                            match other {
-                                Some(Err(e)) => e.to_string(),
-                                _ => "no answer".into(),
-                            }
+                            "listing incomplete: node {node} did not say which entries it removed: {why}"
                         )));
                     }
                 }
             };
-            for (e, seq) in entries.into_iter().zip(seqs) {
-                let r = removed.entry(e.clone()).or_insert(0);
+            for (question, seq) in questions.into_iter().zip(seqs) {
+                let r = removed.entry(question.clone()).or_insert(0);
                 *r = (*r).max(seq);
             }
         }
         Ok(removed)
     }
 
-    /// What this node knows of each entry: the key's state seq, or for a version the
-    /// `seq` its removal covers (0 when never removed here).
+    /// The newest change this node knows that hides each entry: for a key, its newest
+    /// removal or a delete marker newer than every live version; for a version, its
+    /// removal. 0 when there is none. (A copy that arrived since the listing page was
+    /// read is no removal, so the key's state seq alone would not do.)
     fn states_here(&self, bucket: &str, entries: &[(String, Option<String>)]) -> Result<Vec<u64>> {
         let kv = self.cluster.meta().read()?;
+        let kv = kv.as_ref();
         entries
             .iter()
             .map(|(key, version)| match version {
-                None => key_state_seq(kv.as_ref(), bucket, key),
-                Some(id) => {
-                    Ok(tombstone_seq(kv.as_ref(), &tombstone_key(bucket, key, id))?.unwrap_or(0))
-                }
+                None => hidden_since(kv, bucket, key),
+                Some(id) => Ok(tombstone_seq(kv, &tombstone_key(bucket, key, id))?.unwrap_or(0)),
             })
             .collect()
     }
@@ -524,26 +645,23 @@ impl ObjectService {
         let missing_bucket = |e: &ObjectError| matches!(e, ObjectError::NoSuchBucket(_));
         match decode_message::<ListRequest>(body)? {
             ListRequest::Objects { bucket, query } => {
-                let page = match self.list_objects_here(&bucket, &query) {
-                    Err(e) if missing_bucket(&e) => ListPage::default(),
+                let mut answer = match self.objects_here(&bucket, &query) {
+                    Err(e) if missing_bucket(&e) => NodeObjects::default(),
                     other => other?,
                 };
-                let page = ListPage {
-                    objects: page.objects.into_iter().map(for_listing).collect(),
-                    ..page
-                };
-                Ok(encode_message(&page)?)
+                for r in answer.page.objects.iter_mut().chain(&mut answer.firsts) {
+                    for_listing(r);
+                }
+                Ok(encode_message(&answer)?)
             }
             ListRequest::Versions { bucket, query } => {
                 let mut answer = match self.versions_here(&bucket, &query, true) {
-                    Err(e) if missing_bucket(&e) => NodeVersions {
-                        page: VersionPage::default(),
-                        marker_seq: None,
-                    },
+                    Err(e) if missing_bucket(&e) => NodeVersions::default(),
                     other => other?,
                 };
-                for (r, _) in &mut answer.page.versions {
-                    r.body = Body::default();
+                let versions = answer.page.versions.iter_mut().map(|(r, _)| r);
+                for r in versions.chain(&mut answer.firsts) {
+                    for_listing(r);
                 }
                 Ok(encode_message(&answer)?)
             }
@@ -606,11 +724,14 @@ mod tests {
         }
     }
 
-    fn page(keys: &[(&str, u64)], cursor: Option<&str>) -> ListPage {
-        ListPage {
-            objects: keys.iter().map(|(k, s)| obj(k, *s)).collect(),
-            prefixes: Vec::new(),
-            next_cursor: cursor.map(str::to_string),
+    fn page(keys: &[(&str, u64)], cursor: Option<&str>) -> NodeObjects {
+        NodeObjects {
+            page: ListPage {
+                objects: keys.iter().map(|(k, s)| obj(k, *s)).collect(),
+                prefixes: Vec::new(),
+                next_cursor: cursor.map(str::to_string),
+            },
+            firsts: Vec::new(),
         }
     }
 

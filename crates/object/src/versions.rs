@@ -141,6 +141,34 @@ pub(crate) fn key_state_seq(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<
     Ok(newest.max(removed))
 }
 
+/// The `seq` of the newest change that hides `bucket/key` here: its latest removal, or
+/// its newest version when that is a delete marker; 0 when its newest state is a live
+/// version, or it has none.
+pub(crate) fn hidden_since(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<u64> {
+    let newest = newest_version(kv, bucket, key)?;
+    let marker = newest
+        .as_ref()
+        .filter(|r| r.delete_marker)
+        .map_or(0, |r| r.seq);
+    let live = newest
+        .as_ref()
+        .filter(|r| !r.delete_marker)
+        .map_or(0, |r| r.seq);
+    let prefix = versions_prefix(bucket, key);
+    let end = prefix_end(&prefix);
+    let mut removed = 0;
+    for (_, v) in kv.scan(
+        Table::Tombstones,
+        &prefix,
+        end.as_deref(),
+        MAX_TOMBSTONES_PER_KEY,
+    )? {
+        removed = removed.max(decode::<Tombstone>(&v)?.seq);
+    }
+    // A removal older than the live version it was followed by hides nothing.
+    Ok(marker.max(if removed >= live { removed } else { 0 }))
+}
+
 /// Prepared copies of one key read to find its newest (a key rarely has more than one
 /// write in flight).
 const MAX_PENDING_PER_KEY: usize = 64;
@@ -433,14 +461,15 @@ impl ObjectService {
                     Some(r) => Some(r),
                     None => {
                         return Ok(NodeVersions {
-                            page: VersionPage::default(),
                             marker_seq,
+                            ..NodeVersions::default()
                         });
                     }
                 },
             };
         }
         let mut page = VersionPage::default();
+        let mut firsts = Vec::new();
         // The last entry of the page: a key and version, or a common prefix.
         let mut last: Option<(String, Option<String>)> = None;
         listing.walk(kv.as_ref(), resume.as_deref(), limit, &mut |step| {
@@ -452,9 +481,10 @@ impl ObjectService {
                 return Ok(false);
             }
             match step {
-                Step::Prefix(cp) => {
-                    page.prefixes.push(cp.to_string());
-                    last = Some((cp.to_string(), None));
+                Step::Prefix { prefix, first } => {
+                    page.prefixes.push(prefix.to_string());
+                    firsts.push(decode(first)?);
+                    last = Some((prefix.to_string(), None));
                 }
                 Step::Entry { key, value } => {
                     let rec: ObjectRecord = decode(value)?;
@@ -466,7 +496,11 @@ impl ObjectService {
             }
             Ok(true)
         })?;
-        Ok(NodeVersions { page, marker_seq })
+        Ok(NodeVersions {
+            page,
+            marker_seq,
+            firsts,
+        })
     }
 
     /// Every version of a key (delete markers included), newest first.
