@@ -1,5 +1,6 @@
-//! A deterministic simulation of a 3-node cluster. A random workload of uploads and
-//! deletes runs through random nodes while nodes are partitioned, healed, stopped and
+//! A deterministic simulation of a cluster: 5 nodes at replication factor 3 for the
+//! randomized workload, 3 for the targeted scenarios. A random workload of uploads,
+//! deletes and listings runs through random nodes while nodes are partitioned, healed, stopped and
 //! restarted. Afterwards every node must hold exactly what the acknowledged operations
 //! imply: the last acknowledged write of each key, and nothing for keys whose last
 //! acknowledged operation was a delete (deleted objects never come back; writes refused
@@ -35,6 +36,7 @@ use bucketdb_cluster::membership::network::{
     MAX_INTERNAL_BODY_BYTES, PATH_REPLICATE, PeerConnection, Transport, TransportError,
     TransportResponse,
 };
+use bucketdb_cluster::ring::Ring;
 use bucketdb_store::{Clock, SeededRandom};
 use bytes::Bytes;
 use common::{ACCESS_KEY, SECRET_KEY, test_config};
@@ -48,9 +50,16 @@ use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-const NODES: usize = 3;
+/// Nodes of the randomized workload: more than the replication factor (3), so each
+/// node holds only part of the keys.
+const WORKLOAD_NODES: usize = 5;
+/// Nodes of the targeted scenarios below.
+const SCENARIO_NODES: usize = 3;
 const KEYS: usize = 6;
 const OPS_PER_SEED: usize = 60;
+/// Chance that a step of the quorum-mode workload ends with a listing through a random
+/// node, checked against the model.
+const LIST_CHANCE: f64 = 0.3;
 /// Seeds per test run unless `BUCKETDB_SIM_SEEDS` says otherwise.
 const DEFAULT_SEEDS: u64 = 3;
 const CLUSTER_SECRET: &str = "simulation-cluster-secret-0123456";
@@ -536,9 +545,9 @@ struct Sim {
 }
 
 impl Sim {
-    async fn start(seed: u64, quorum: bool) -> Sim {
+    async fn start(seed: u64, quorum: bool, count: usize) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
-        let nodes = (0..NODES)
+        let nodes = (0..count)
             .map(|i| SimNode {
                 root: dir.path().join(format!("n{i}")),
                 sim_addr: format!("sim-node-{i}:9080"),
@@ -556,18 +565,21 @@ impl Sim {
             nodes,
             _dir: dir,
         };
-        for i in 0..NODES {
+        for i in 0..count {
             sim.boot(i).await;
         }
-        sim.wait("3 active members", |s| async move { s.ring_agreed().await })
-            .await;
+        sim.wait(
+            "every member active",
+            |s| async move { s.ring_agreed().await },
+        )
+        .await;
         let r = sim
             .send(0, "PUT", &format!("/buckets/{BUCKET}"), None)
             .await
             .expect("create bucket");
         assert_eq!(r.status, 201, "seed {seed}");
         sim.wait("the bucket on every node", |s| async move {
-            for i in 0..NODES {
+            for i in 0..s.nodes.len() {
                 s.json(i, &format!("/buckets/{BUCKET}")).await?;
             }
             Some(())
@@ -649,7 +661,7 @@ impl Sim {
     }
 
     fn running(&self) -> Vec<usize> {
-        (0..NODES)
+        (0..self.nodes.len())
             .filter(|i| self.nodes[*i].server.is_some())
             .collect()
     }
@@ -702,10 +714,10 @@ impl Sim {
 
     async fn ring_agreed(&self) -> Option<()> {
         let mut versions = HashSet::new();
-        for i in 0..NODES {
+        for i in 0..self.nodes.len() {
             let s = self.json(i, "/cluster").await?;
             let members = s["nodes"].as_array()?;
-            if members.len() != NODES || members.iter().any(|m| m["state"] != "active") {
+            if members.len() != self.nodes.len() || members.iter().any(|m| m["state"] != "active") {
                 return None;
             }
             versions.insert(s["ringVersion"].as_u64()?);
@@ -741,8 +753,58 @@ impl Sim {
         })
     }
 
+    /// The indexes of `key`'s replicas, from the agreed ring as node `via` reports it.
+    async fn replicas(&self, via: usize, key: &str) -> Option<Vec<usize>> {
+        let status = self.json(via, "/cluster").await?;
+        let members = status["nodes"].as_array()?;
+        let ids: Vec<String> = members
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(String::from))
+            .collect();
+        let ring = Ring::new(ids, status["replicationFactor"].as_u64()? as usize).ok()?;
+        ring.replicas(BUCKET, key)
+            .into_iter()
+            .map(|id| {
+                let m = members.iter().find(|m| m["id"] == id)?;
+                let address = m["address"].as_str()?;
+                self.nodes.iter().position(|n| n.sim_addr == address)
+            })
+            .collect()
+    }
+
+    /// The bucket as a listing through node `i` shows it, paged by `limit`: each key's
+    /// ETag. `Err(status)` when a page was refused; `None` without an answer.
+    async fn list(&self, i: usize, limit: usize) -> Option<Result<BTreeMap<String, String>, u16>> {
+        let mut listed = BTreeMap::new();
+        let mut cursor = String::new();
+        for _ in 0..=KEYS {
+            let path = format!("/objects/{BUCKET}?limit={limit}&cursor={cursor}");
+            let r = self.send(i, "GET", &path, None).await?;
+            if r.status != 200 {
+                return Some(Err(r.status));
+            }
+            let page: Value = serde_json::from_slice(&r.body).ok()?;
+            let objects = page["objects"].as_array()?;
+            assert!(objects.len() <= limit, "a page larger than its limit");
+            for o in objects {
+                let key = o["key"].as_str()?.to_string();
+                let etag = o["etag"].as_str()?.to_string();
+                assert!(
+                    listed.insert(key.clone(), etag).is_none(),
+                    "seed {}: {key} listed twice",
+                    self.seed
+                );
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return Some(Ok(listed)),
+            }
+        }
+        panic!("seed {}: a listing of {KEYS} keys did not end", self.seed);
+    }
+
     async fn stop_all(&mut self) {
-        for i in 0..NODES {
+        for i in 0..self.nodes.len() {
             self.stop(i).await;
         }
     }
@@ -860,7 +922,7 @@ fn random_body(rng: &mut StdRng) -> Vec<u8> {
 /// One seeded run: the workload with faults, then healing and the final check.
 async fn run(seed: u64, quorum: bool) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut sim = Sim::start(seed, quorum).await;
+    let mut sim = Sim::start(seed, quorum, WORKLOAD_NODES).await;
     let mut model = Model::default();
     let mut isolated: Option<usize> = None;
     let mut log = Vec::new();
@@ -937,16 +999,16 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
                     log.push(format!("{step}: heal n{n}"));
                 }
                 None => {
-                    let n = rng.random_range(0..NODES);
+                    let n = rng.random_range(0..sim.nodes.len());
                     sim.net.isolate(&sim.nodes[n].sim_addr, true).await;
                     isolated = Some(n);
                     log.push(format!("{step}: isolate n{n}"));
                 }
             }
-        } else if roll < 90 && running.len() == NODES {
+        } else if roll < 90 && running.len() == sim.nodes.len() {
             // A node crashes while a write or delete is in flight: it drops off the
             // network at once, cutting every request it was serving or making.
-            let victim = rng.random_range(0..NODES);
+            let victim = rng.random_range(0..sim.nodes.len());
             let kind = rng.random_range(0..10);
             let body = random_body(&mut rng);
             let crash_at = Duration::from_micros(rng.random_range(0..=CRASH_WITHIN_US));
@@ -989,7 +1051,9 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
                 _ => model.maybe_tagged.entry(key).or_default().push(tag),
             }
         } else {
-            let stopped: Vec<usize> = (0..NODES).filter(|i| !running.contains(i)).collect();
+            let stopped: Vec<usize> = (0..sim.nodes.len())
+                .filter(|i| !running.contains(i))
+                .collect();
             if let Some(&n) = stopped.first() {
                 sim.boot(n).await;
                 log.push(format!("{step}: restart n{n}"));
@@ -999,8 +1063,33 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
                 log.push(format!("{step}: stop n{n}"));
             }
         }
+        // Quorum mode promises list-after-write and list-after-delete through any node:
+        // a listing shows what the operations acknowledged so far allow, or is refused.
+        if quorum && rng.random_bool(LIST_CHANCE) {
+            let running = sim.running();
+            let via = running[rng.random_range(0..running.len())];
+            let limit = rng.random_range(1..=KEYS);
+            match sim.list(via, limit).await {
+                Some(Ok(listed)) => {
+                    log.push(format!(
+                        "{step}: LIST via n{via} (pages of {limit}) -> {listed:?}"
+                    ));
+                    check_listing(&model, &listed, seed, &log);
+                }
+                Some(Err(503)) => log.push(format!("{step}: LIST via n{via} -> LIST refused")),
+                Some(Err(status)) => {
+                    panic!("seed {seed}: LIST answered {status}\n{}", log.join("\n"))
+                }
+                None => log.push(format!("{step}: LIST via n{via} -> no answer")),
+            }
+        }
     }
     let count = |what: &str| log.iter().filter(|l| l.contains(what)).count();
+    eprintln!(
+        "seed {seed} (quorum {quorum}): {} listings checked, {} refused",
+        count("LIST") - count("LIST refused"),
+        count("LIST refused")
+    );
     eprintln!(
         "seed {seed} (quorum {quorum}): {} uploads acknowledged, {} refused (503), {} deletes, \
          {} tag changes ({} acknowledged), {} partitions, {} stops, {} crashes",
@@ -1019,7 +1108,7 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
     if let Some(n) = isolated {
         sim.net.isolate(&sim.nodes[n].sim_addr, false).await;
     }
-    for i in 0..NODES {
+    for i in 0..sim.nodes.len() {
         if sim.nodes[i].server.is_none() {
             sim.boot(i).await;
         }
@@ -1034,22 +1123,34 @@ async fn run(seed: u64, quorum: bool) -> Outcome {
     }
 }
 
-/// Wait until every node holds the same state of every key, one `model` allows (its
-/// last acknowledged write, or nothing; or an outcome left open), then check every node
-/// serves those bytes.
+/// Wait until every replica of each key holds the same state of it, one `model` allows
+/// (its last acknowledged write, or nothing; or an outcome left open), and no other node
+/// holds a copy; then check every node serves those bytes and lists exactly those keys.
 async fn assert_converges(sim: &Sim, model: &Model, log: &[String]) {
     let (seed, quorum) = (sim.seed, sim.quorum);
     let keys: Vec<String> = (0..KEYS).map(|k| format!("key-{k}")).collect();
     let deadline = Instant::now() + SETTLE;
     // The body each key settled on (`None`: absent).
     let mut settled: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+    let mut replicas = BTreeMap::new();
+    for key in &keys {
+        let r = sim.replicas(0, key).await.expect("the ring");
+        replicas.insert(key.as_str(), r);
+    }
     loop {
         let mut diff = Vec::new();
         for key in &keys {
             let allowed = model.allowed(key);
             let mut seen = Vec::new();
-            for i in 0..NODES {
+            for i in 0..sim.nodes.len() {
                 let have = sim.local_etag(i, key).await;
+                if !replicas[key.as_str()].contains(&i) {
+                    // Copies made while the replicas were unreachable move to them.
+                    if have != Some(None) {
+                        diff.push(format!("n{i} {key}: has {have:?} but is not a replica"));
+                    }
+                    continue;
+                }
                 let body = have
                     .as_ref()
                     .and_then(|etag| allowed.iter().find(|b| b.map(etag_of) == *etag).copied());
@@ -1076,7 +1177,7 @@ async fn assert_converges(sim: &Sim, model: &Model, log: &[String]) {
                 continue;
             };
             let mut served = Vec::new();
-            for i in 0..NODES {
+            for &i in &replicas[key.as_str()] {
                 let tags = sim.json(i, &format!("/objects/{BUCKET}/{key}?tags")).await;
                 let tag = tags
                     .as_ref()
@@ -1105,7 +1206,7 @@ async fn assert_converges(sim: &Sim, model: &Model, log: &[String]) {
         tokio::time::sleep(POLL).await;
     }
     // And every node serves exactly those bytes.
-    for i in 0..NODES {
+    for i in 0..sim.nodes.len() {
         for (key, body) in &settled {
             let r = sim
                 .send(i, "GET", &format!("/objects/{BUCKET}/{key}"), None)
@@ -1120,6 +1221,39 @@ async fn assert_converges(sim: &Sim, model: &Model, log: &[String]) {
             }
         }
     }
+    let want: BTreeMap<String, String> = settled
+        .iter()
+        .filter_map(|(k, b)| b.map(|b| (k.to_string(), etag_of(b))))
+        .collect();
+    for i in 0..sim.nodes.len() {
+        let listed = sim.list(i, 1 + i % 3).await.expect("a listing");
+        assert_eq!(
+            listed,
+            Ok(want.clone()),
+            "seed {seed} (quorum {quorum}): the settled listing through n{i}"
+        );
+    }
+}
+
+/// Check a listing made during the workload (quorum mode) against what the operations
+/// acknowledged so far allow: each key listed with a body it may hold, or absent where
+/// it may be.
+fn check_listing(model: &Model, listed: &BTreeMap<String, String>, seed: u64, log: &[String]) {
+    for k in 0..KEYS {
+        let key = format!("key-{k}");
+        let got = listed.get(&key);
+        let allowed: Vec<Option<String>> =
+            model.allowed(&key).iter().map(|b| b.map(etag_of)).collect();
+        assert!(
+            allowed.contains(&got.cloned()),
+            "seed {seed}: {key} listed as {got:?}, allowed {allowed:?}\n{}",
+            log.join("\n")
+        );
+    }
+    assert!(
+        listed.keys().all(|k| k.starts_with("key-")),
+        "seed {seed}: a key never written was listed: {listed:?}"
+    );
 }
 
 /// The name of the one tag the workload sets.
@@ -1215,7 +1349,7 @@ fn a_partitioned_node_cannot_complete_quorum_writes_and_catches_up_after_healing
 }
 
 async fn partitioned_minority() {
-    let mut sim = Sim::start(0, true).await;
+    let mut sim = Sim::start(0, true, SCENARIO_NODES).await;
     let mut model = Model::default();
     assert_eq!(sim.status(0, "POST", "key-0", b"before").await, Some(201));
     model.acknowledged("key-0", Some(b"before".to_vec()));
@@ -1249,7 +1383,7 @@ fn a_stale_replica_serves_the_newest_version_and_repairs_itself_in_quorum_mode()
 }
 
 async fn stale_replica() {
-    let mut sim = Sim::start(0, true).await;
+    let mut sim = Sim::start(0, true, SCENARIO_NODES).await;
     let stale = sim.nodes[2].sim_addr.clone();
     assert_eq!(sim.status(0, "POST", "key-0", b"first").await, Some(201));
     let first = etag_of(b"first");
@@ -1306,7 +1440,7 @@ fn requests_forwarded_to_a_silent_coordinator_fail_in_time() {
 }
 
 async fn silent_coordinator() {
-    let mut sim = Sim::start(0, false).await;
+    let mut sim = Sim::start(0, false, SCENARIO_NODES).await;
     // n1 forwards to every key's coordinator, keeping the connections open.
     for k in 0..KEYS {
         let key = format!("key-{k}");
@@ -1351,7 +1485,7 @@ fn an_acknowledged_quorum_change_is_served_when_its_coordinator_is_cut_off_at_on
 }
 
 async fn coordinator_cut_off_after_answering() {
-    let mut sim = Sim::start(0, true).await;
+    let mut sim = Sim::start(0, true, SCENARIO_NODES).await;
     let n0 = sim.nodes[0].sim_addr.clone();
     let mut checked = 0;
     for k in 0..KEYS_TRIED {
@@ -1423,7 +1557,7 @@ async fn local_version_ids(sim: &Sim, i: usize, key: &str) -> Option<Vec<String>
 }
 
 async fn delete_of_a_missed_version() {
-    let mut sim = Sim::start(0, true).await;
+    let mut sim = Sim::start(0, true, SCENARIO_NODES).await;
     let n0 = sim.nodes[0].sim_addr.clone();
     let r = sim
         .send(
@@ -1451,7 +1585,7 @@ async fn delete_of_a_missed_version() {
     sim.wait("the first version on every node", |s| {
         let key = key.clone();
         async move {
-            for i in 0..NODES {
+            for i in 0..s.nodes.len() {
                 (local_version_ids(s, i, &key).await?.len() == 1).then_some(())?;
             }
             Some(())
@@ -1505,7 +1639,7 @@ async fn delete_of_a_missed_version() {
     sim.wait("the version removed from n1 and n2", |s| {
         let (key, second) = (key.clone(), second.clone());
         async move {
-            for i in 1..NODES {
+            for i in 1..s.nodes.len() {
                 (!local_version_ids(s, i, &key).await?.contains(&second)).then_some(())?;
             }
             Some(())
@@ -1518,7 +1652,7 @@ async fn delete_of_a_missed_version() {
     // Healed, and after further anti-entropy rounds everywhere, it stays gone.
     sim.net.drop_calls(&n0, PATH_REPLICATE, false);
     let mut rounds = Vec::new();
-    for i in 0..NODES {
+    for i in 0..sim.nodes.len() {
         rounds.push(anti_entropy_rounds(&sim, i).await.expect("stats"));
     }
     sim.wait("two more anti-entropy rounds on every node", |s| {
@@ -1531,7 +1665,7 @@ async fn delete_of_a_missed_version() {
         }
     })
     .await;
-    for i in 0..NODES {
+    for i in 0..sim.nodes.len() {
         let ids = local_version_ids(&sim, i, &key).await.expect("versions");
         assert_eq!(ids.len(), 1, "n{i}: {ids:?}");
         assert!(!ids.contains(&second), "n{i} got {second} back");
