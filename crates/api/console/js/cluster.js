@@ -68,7 +68,7 @@ function nodeRow(node, nowMs) {
     h("td", { "data-label": "Disk" },
       meter(total ? used / total : 0, `disk used on ${node.id}`),
       h("div", { class: "muted", text: `${formatBytes(used)} used · ${formatBytes(node.diskFreeBytes)} free` })),
-    h("td", { "data-label": "Objects", class: "num", text: formatCount(node.objectCount) }),
+    h("td", { "data-label": "Objects held", class: "num", text: formatCount(node.objectCount) }),
   );
 }
 
@@ -106,7 +106,7 @@ function render(root, status) {
       h(
         "table",
         { class: "table responsive", id: "nodes" },
-        h("thead", {}, h("tr", {}, ["Node", "State", "Liveness", "Ring share", "Disk", "Objects"].map((c) => h("th", { text: c })))),
+        h("thead", {}, h("tr", {}, ["Node", "State", "Liveness", "Ring share", "Disk", "Objects held"].map((c) => h("th", { text: c })))),
         h("tbody", {}, nodes.map((n) => nodeRow(n, nowMs))),
       ),
     ),

@@ -153,7 +153,7 @@ function render(root, stats, points) {
       "div",
       { class: "cards metrics-grid" },
       diskCard(stats.disk),
-      statCard("Objects", formatCount(stats.objects), `current versions · ${formatBytes(stats.storedBytes ?? 0)} stored (all versions)`, chart([["objects", "objects"]], formatCount, "objects over time"), "objects"),
+      statCard("Objects on this node", formatCount(stats.objects), `current versions held here (each key is on ${stats.replicationFactor} nodes) · ${formatBytes(stats.storedBytes ?? 0)} stored here (all versions)`, chart([["objects", "objects"]], formatCount, "objects over time"), "objects"),
       statCard(
         "Requests",
         last ? formatRate(last.requests, " req/s") : "…",
