@@ -34,6 +34,9 @@ use crate::versions::{MAX_VERSIONS_LISTED, VersionPage, hidden_since, tombstone_
 
 /// Longest wait for a member's page.
 pub const LIST_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most entries one state question names (each a key of at most 1,024 bytes and a
+/// version id, so a question stays far below the internal body limit).
+const STATE_QUESTIONS_MAX: usize = 1000;
 /// Most gathering rounds one page takes. A round comes back short only when entries
 /// were dropped as removed elsewhere; the page then ends early, with a cursor.
 const LIST_MAX_ROUNDS: usize = 3;
@@ -114,6 +117,21 @@ impl Disputes {
         let absent = absent(coverage, pages, bucket, &question.0, holders);
         if !absent.is_empty() && !self.asks.iter().any(|(q, _)| *q == question) {
             self.asks.push((question, absent));
+        }
+    }
+}
+
+impl Disputes {
+    /// Note the first entries found under a common prefix.
+    fn note_firsts<T>(
+        &mut self,
+        coverage: &Coverage,
+        pages: &BTreeMap<String, T>,
+        bucket: &str,
+        firsts: &Firsts,
+    ) {
+        for (question, (_, holders)) in firsts {
+            self.note(coverage, pages, bucket, question.clone(), holders);
         }
     }
 }
@@ -347,9 +365,7 @@ impl ObjectService {
                         disputes.note(&coverage, &pages, bucket, (key.clone(), None), holders)
                     }
                     Entry::Prefix(firsts) => {
-                        for (question, (_, holders)) in firsts {
-                            disputes.note(&coverage, &pages, bucket, question.clone(), holders);
-                        }
+                        disputes.note_firsts(&coverage, &pages, bucket, firsts)
                     }
                 }
             }
@@ -459,18 +475,10 @@ impl ObjectService {
                 query: query.clone(),
             };
             let pages = self.gather(&coverage, &request, mine).await?;
-            // Resuming after a version (not a common prefix): skip the versions of its key
-            // up to it, wherever it is known.
-            let resume = match (&query.key_marker, &query.version_id_marker) {
-                (Some(k), Some(_)) if !rolls_up(k, prefix, delimiter) => {
-                    let seq = pages.values().filter_map(|p| p.marker_seq).max();
-                    if seq.is_some() {
-                        prev_key = Some(k.clone());
-                    }
-                    Some((k.as_str(), seq))
-                }
-                _ => None,
-            };
+            let resume = resume_point(&query, &pages);
+            if let Some((key, Some(_))) = resume {
+                prev_key = Some(key.to_string());
+            }
             let (entries, next) = merge_versions(&pages, resume, query.limit);
             let mut disputes = Disputes::default();
             for e in &entries {
@@ -480,9 +488,7 @@ impl ObjectService {
                         disputes.note(&coverage, &pages, bucket, question, &v.holders);
                     }
                     VersionEntry::Prefix(_, firsts) => {
-                        for (question, (_, holders)) in firsts {
-                            disputes.note(&coverage, &pages, bucket, question.clone(), holders);
-                        }
+                        disputes.note_firsts(&coverage, &pages, bucket, firsts)
                     }
                 }
             }
@@ -564,7 +570,8 @@ impl ObjectService {
     }
 
     /// For entries some of their replicas did not list (`disputes`), the newest change
-    /// those replicas know that hides each, by question. One call per node.
+    /// those replicas know that hides each, by question. One call per node and
+    /// `STATE_QUESTIONS_MAX` questions.
     async fn removed_elsewhere(
         &self,
         coverage: &Coverage,
@@ -578,49 +585,60 @@ impl ObjectService {
             }
         }
         let mut removed: BTreeMap<Question, u64> = BTreeMap::new();
-        for (node, questions) in asks {
-            let entries: Vec<Question> = questions.iter().map(|q| (*q).clone()).collect();
-            let seqs = if node == coverage.me() {
-                self.states_here(bucket, &entries)?
-            } else {
-                let Some(peer) = coverage.peers().iter().find(|(id, _)| id == node) else {
-                    continue;
+        for (node, questions) in &asks {
+            for batch in questions.chunks(STATE_QUESTIONS_MAX) {
+                let entries: Vec<Question> = batch.iter().map(|q| (*q).clone()).collect();
+                let seqs = match coverage.peers().iter().find(|(id, _)| id == node) {
+                    _ if *node == coverage.me() => self.states_here(bucket, &entries)?,
+                    Some(peer) => self.states_on(peer, bucket, entries).await?,
+                    None => continue,
                 };
-                let request = encode_message(&ListRequest::States {
-                    bucket: bucket.to_string(),
-                    entries,
-                })?;
-                let answer = self
-                    .cluster
-                    .call_each(
-                        std::slice::from_ref(peer),
-                        PATH_LIST,
-                        request,
-                        LIST_PEER_TIMEOUT,
-                    )
-                    .await
-                    .into_iter()
-                    .next()
-                    .map(|(_, a)| a.and_then(|b| decode_message::<Vec<u64>>(&b)));
-                match answer {
-                    Some(Ok(seqs)) if seqs.len() == questions.len() => seqs,
-                    other => {
-                        let why = match other {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "no answer".into(),
-                        };
-                        return Err(ObjectError::Unavailable(format!(
-                            "listing incomplete: node {node} did not say which entries it removed: {why}"
-                        )));
-                    }
+                for (question, seq) in batch.iter().zip(seqs) {
+                    let r = removed.entry((*question).clone()).or_insert(0);
+                    *r = (*r).max(seq);
                 }
-            };
-            for (question, seq) in questions.into_iter().zip(seqs) {
-                let r = removed.entry(question.clone()).or_insert(0);
-                *r = (*r).max(seq);
             }
         }
         Ok(removed)
+    }
+
+    /// [`ObjectService::states_here`] on `peer`.
+    async fn states_on(
+        &self,
+        peer: &(String, String),
+        bucket: &str,
+        entries: Vec<Question>,
+    ) -> Result<Vec<u64>> {
+        let asked = entries.len();
+        let request = encode_message(&ListRequest::States {
+            bucket: bucket.to_string(),
+            entries,
+        })?;
+        let answer = self
+            .cluster
+            .call_each(
+                std::slice::from_ref(peer),
+                PATH_LIST,
+                request,
+                LIST_PEER_TIMEOUT,
+            )
+            .await
+            .into_iter()
+            .next()
+            .map(|(_, a)| a.and_then(|b| decode_message::<Vec<u64>>(&b)));
+        match answer {
+            Some(Ok(seqs)) if seqs.len() == asked => Ok(seqs),
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no answer".into(),
+                };
+                Err(ObjectError::Unavailable(format!(
+                    "listing incomplete: node {} did not say which entries it removed: {why}",
+                    peer.0
+                )))
+            }
+        }
     }
 
     /// The newest change this node knows that hides each entry: for a key, its newest
@@ -666,8 +684,10 @@ impl ObjectService {
                 Ok(encode_message(&answer)?)
             }
             ListRequest::States { bucket, entries } => {
-                if entries.len() > MAX_LIST_LIMIT.max(MAX_VERSIONS_LISTED) {
-                    return Err(ObjectError::InvalidArgument("too many entries".into()));
+                if entries.len() > STATE_QUESTIONS_MAX {
+                    return Err(ObjectError::InvalidArgument(format!(
+                        "at most {STATE_QUESTIONS_MAX} entries a question"
+                    )));
                 }
                 Ok(encode_message(&self.states_here(&bucket, &entries)?)?)
             }
@@ -689,6 +709,20 @@ fn absent<T>(
         .filter(|r| pages.contains_key(*r) && !holders.contains(*r))
         .map(str::to_string)
         .collect()
+}
+
+/// Where a versions page resumes inside a key: after a version marker (not a common
+/// prefix), the marker's key and the `seq` of its version where a member knows it.
+fn resume_point<'q>(
+    query: &'q VersionsQuery,
+    pages: &BTreeMap<String, NodeVersions>,
+) -> Option<(&'q str, Option<u64>)> {
+    let key = query.key_marker.as_deref()?;
+    query.version_id_marker.as_ref()?;
+    if rolls_up(key, &query.prefix, query.delimiter.as_deref()) {
+        return None;
+    }
+    Some((key, pages.values().filter_map(|p| p.marker_seq).max()))
 }
 
 /// Whether `key` rolls up into a common prefix under `prefix` at `delimiter`.
