@@ -5,11 +5,13 @@ runs on fresh temp dirs with free loopback ports (127.0.0.1:0 for both the REST 
 the S3 API); the addresses are read from what the server prints on stdout.
 """
 
+import concurrent.futures
 import contextlib
 import os
 import pathlib
 import queue
 import re
+import secrets
 import shutil
 import socket
 import ssl
@@ -18,6 +20,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = os.environ.get("BUCKETDB_BIN") or str(REPO_ROOT / "target" / "debug" / "bucketdb")
@@ -35,10 +38,13 @@ class Node:
 
     `base_url` is the REST API, `s3_url` the S3 API. With `access_key`/`secret_key` given
     the node uses them; otherwise it generates root credentials on first start and the
-    ones it prints are picked up (None on a restart, where nothing is printed).
+    ones it prints are picked up (None on a restart, where nothing is printed). `env` adds
+    environment variables (the caller's BUCKETDB_* settings are never passed on).
     """
 
-    def __init__(self, tmp_path, generation, access_key=None, secret_key=None, extra_args=(), log_filter=None):
+    def __init__(
+        self, tmp_path, generation, access_key=None, secret_key=None, extra_args=(), log_filter=None, env=None
+    ):
         self.data = tmp_path / "data"
         self.meta = tmp_path / "meta"
         self.log_path = tmp_path / f"node-{generation}.log"
@@ -48,13 +54,14 @@ class Node:
         self.s3_url = None
         self.node_id = None
         self.stdout_lines = []
-        env = {
+        proc_env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith("BUCKETDB_") or k == "BUCKETDB_LOG"
         }
         if log_filter is not None:
-            env["BUCKETDB_LOG"] = log_filter
+            proc_env["BUCKETDB_LOG"] = log_filter
+        proc_env.update(env or {})
         if not os.access(BIN, os.X_OK):
             pytest.fail(f"bucketdb binary not found at {BIN} (run `cargo build` or set BUCKETDB_BIN)")
         args = [
@@ -75,7 +82,7 @@ class Node:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=env,
+            env=proc_env,
             text=True,
         )
         self._lines = queue.Queue()
@@ -173,6 +180,181 @@ def running_node(path, **kwargs):
         if n.proc.poll() is None:
             rc = n.stop()
             assert rc == 0, f"bucketdb exited with {rc} after SIGTERM; log:\n{n.log_tail()}"
+
+
+# ---------------------------------------------------------------------------------------
+# A cluster of nodes on loopback.
+
+CLUSTER_DEADLINE = 60.0  # longest wait for a cluster to form
+POLL_INTERVAL = 0.1
+
+
+def poll(what, f, deadline=CLUSTER_DEADLINE, details=lambda: ""):
+    """Calls `f` until it returns something other than None and returns that; fails
+    after `deadline` seconds with `what`, the last value's repr and `details()`."""
+    end = time.monotonic() + deadline
+    while True:
+        got = f()
+        if got is not None:
+            return got
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline}s waiting for {what}\n{details()}")
+        time.sleep(POLL_INTERVAL)
+
+
+class Cluster:
+    """`size` `bucketdb server` processes forming one cluster on loopback.
+
+    The first node starts with `--bootstrap`, the others (all at once) `--join` its REST
+    URL. Every node listens on free ports (127.0.0.1:0; a node advertises the port it
+    really got), has the same root keys, the same cluster secret (env
+    BUCKETDB_CLUSTER_SECRET) and short liveness timings, plus `extra_args`. Each node
+    lives in `tmp_path/n<i>` (its log: `node-1.log` there). The constructor returns once
+    every node is ready and reports the same ring of `size` members, all active and
+    alive; on failure every node started is killed. `log_filter` is the nodes'
+    BUCKETDB_LOG.
+    """
+
+    HEARTBEAT = "200ms"
+    NODE_DOWN_TIMEOUT = "2s"
+
+    def __init__(self, tmp_path, access_key, secret_key, size=5, extra_args=(), log_filter=None):
+        self.access_key, self.secret_key = access_key, secret_key
+        self.secret = "python-tests-cluster-secret-" + secrets.token_hex(16)
+        self.nodes = []
+        self._args = [
+            "--heartbeat-interval", self.HEARTBEAT,
+            "--node-down-timeout", self.NODE_DOWN_TIMEOUT,
+            *extra_args,
+        ]
+        self._tmp_path = tmp_path
+        # One line per request; raft's own chatter only from warnings up (BUCKETDB_LOG
+        # overrides both).
+        self._log_filter = log_filter or os.environ.get("BUCKETDB_LOG") or "info,openraft=warn"
+        try:
+            first = self._start(1, ["--bootstrap"])
+            self.nodes.append(first)
+            poll("the first node ready", lambda: True if self.ready(first) else None, details=self.log_tail)
+            with concurrent.futures.ThreadPoolExecutor(max(1, size - 1)) as pool:
+                joining = [pool.submit(self._start, i, ["--join", first.base_url]) for i in range(2, size + 1)]
+                concurrent.futures.wait(joining)
+            # Every started node is kept (to be killed) before any start failure is raised.
+            self.nodes += [f.result() for f in joining if f.exception() is None]
+            for f in joining:
+                f.result()
+            self.wait_formed()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _start(self, i, args):
+        path = self._tmp_path / f"n{i}"
+        path.mkdir(parents=True, exist_ok=True)
+        return Node(
+            path,
+            1,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            extra_args=[*self._args, *args],
+            log_filter=self._log_filter,
+            env={"BUCKETDB_CLUSTER_SECRET": self.secret},
+        )
+
+    def get(self, node, path, timeout=10):
+        """`GET path` on a node's REST API with the root keys (Basic auth)."""
+        return requests.get(node.base_url + path, auth=(self.access_key, self.secret_key), timeout=timeout)
+
+    def ready(self, node):
+        try:
+            return requests.get(node.base_url + "/health/ready", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def status(self, node):
+        """GET /cluster through `node` (the JSON), or None without a good answer."""
+        try:
+            r = self.get(node, "/cluster")
+        except requests.RequestException:
+            return None
+        return r.json() if r.status_code == 200 else None
+
+    def own_status(self, node):
+        """`node`'s own entry in its GET /cluster (its own figures, not a peer's last
+        heartbeat), or None."""
+        s = self.status(node)
+        if s is None:
+            return None
+        address = node.base_url.removeprefix("http://")
+        return next((m for m in s["nodes"] if m["address"] == address), None)
+
+    def agreed_ring(self):
+        """The ring version when every node is ready and reports all the nodes as
+        members, active and alive, at the same ring version; else None."""
+        versions = set()
+        for n in self.nodes:
+            s = self.status(n)
+            if s is None or not self.ready(n):
+                return None
+            members = s["nodes"]
+            if len(members) != len(self.nodes) or any(
+                m["state"] != "active" or m["liveness"] != "alive" for m in members
+            ):
+                return None
+            versions.add(s["ringVersion"])
+        return versions.pop() if len(versions) == 1 else None
+
+    def wait_formed(self):
+        def details():
+            return "\n".join(f"{n.base_url}: {self.status(n)}" for n in self.nodes) + "\n" + self.log_tail()
+
+        return poll(f"{len(self.nodes)} active members on every node", self.agreed_ring, details=details)
+
+    def log_marks(self):
+        """Each node's log size now, for `logs_since`."""
+        return [n.log_path.stat().st_size if n.log_path.exists() else 0 for n in self.nodes]
+
+    def logs_since(self, marks, limit=20000):
+        """What each node logged since `marks` (at most `limit` characters each)."""
+        out = []
+        for i, n in enumerate(self.nodes):
+            start = marks[i] if i < len(marks) else 0
+            try:
+                with open(n.log_path, "rb") as f:
+                    f.seek(start)
+                    text = f.read().decode(errors="replace")
+            except OSError:
+                text = ""
+            out.append(f"---- n{i + 1} ({n.base_url}, S3 {n.s3_url}) ----\n{text[-limit:]}")
+        return "\n".join(out)
+
+    def log_tail(self, lines=40):
+        return "\n".join(
+            f"---- n{i + 1} ({n.base_url}) ----\n{n.log_tail(lines)}" for i, n in enumerate(self.nodes)
+        )
+
+    def stop(self):
+        """SIGTERM to every node at once, then waits for each; returns the exit codes
+        (graceful shutdown should give 0)."""
+        for n in self.nodes:
+            if n.proc.poll() is None:
+                n.proc.terminate()
+        return [n.stop() for n in self.nodes]
+
+    def kill(self):
+        for n in self.nodes:
+            n.kill()
+
+
+@contextlib.contextmanager
+def running_cluster(path, access_key, secret_key, **kwargs):
+    """A `Cluster` on `path` for the length of a `with` block; every node must then stop
+    cleanly (exit 0 after SIGTERM). Keyword arguments go to `Cluster`."""
+    c = Cluster(path, access_key, secret_key, **kwargs)
+    try:
+        yield c
+    finally:
+        codes = c.stop()
+        assert codes == [0] * len(codes), f"bucketdb exit codes after SIGTERM: {codes}; logs:\n{c.log_tail()}"
 
 
 # ---------------------------------------------------------------------------------------

@@ -699,9 +699,8 @@ def test_aws_chunked_trailer_with_wrong_checksum_rejected(s3, node, bucket_name,
 AWS = shutil.which("aws", path=str(pathlib.Path(sys.executable).parent)) or str(pathlib.Path(sys.executable).parent / "aws")
 
 
-@pytest.fixture
-def aws(node, tmp_path):
-    """Runs `aws --endpoint-url <s3> ARGS`; returns the CompletedProcess."""
+def aws_env(tmp_path):
+    """The environment of an `aws` run: base_env, the test keys, no config files."""
     if not os.access(AWS, os.X_OK):
         pytest.fail(f"the awscli is not installed next to {sys.executable} (pip install -r tests/python/requirements.txt)")
     env = base_env(tmp_path)
@@ -718,6 +717,13 @@ def aws(node, tmp_path):
         # non-empty upload that follows an empty file's on the same connection stalls 60 s.
         BOTO_EXPERIMENTAL__NO_EMPTY_CONTINUE="true",
     )
+    return env
+
+
+@pytest.fixture
+def aws(node, tmp_path):
+    """Runs `aws --endpoint-url <s3> ARGS`; returns the CompletedProcess."""
+    env = aws_env(tmp_path)
 
     def call(*args, endpoint=None, extra_env=None, check=True):
         e = dict(env, **(extra_env or {}))
@@ -953,17 +959,33 @@ def need(tool):
     return path
 
 
-def test_rclone_tree_roundtrip(node, tree, tmp_path, bucket_name):
-    rclone = need("rclone")
+# rclone's multipart threshold and part size lowered to 5 MiB; no retries (a failure
+# shows as it is).
+RCLONE_FLAGS = ["--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M", "--retries", "1", "--low-level-retries", "1"]
+
+
+def rclone_env(tmp_path):
+    """The environment of an rclone run: base_env and an empty config file."""
     env = base_env(tmp_path)
     cfg = tmp_path / "rclone.conf"
     cfg.write_text("")
     env["RCLONE_CONFIG"] = str(cfg)
-    remote = (
+    return env
+
+
+def rclone_remote(s3_url):
+    """An on-the-fly rclone remote (`:s3,...:`) for the S3 endpoint, path style."""
+    return (
         f":s3,provider=Other,access_key_id={ACCESS_KEY},secret_access_key={SECRET_KEY},"
-        f"endpoint='{node.s3_url}',force_path_style=true:"
+        f"endpoint='{s3_url}',force_path_style=true:"
     )
-    flags = ["--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M", "--retries", "1", "--low-level-retries", "1"]
+
+
+def test_rclone_tree_roundtrip(node, tree, tmp_path, bucket_name):
+    rclone = need("rclone")
+    env = rclone_env(tmp_path)
+    remote = rclone_remote(node.s3_url)
+    flags = RCLONE_FLAGS
     b = bucket_name("rclone")
 
     def rc(*args, check=True):
