@@ -485,4 +485,20 @@ async fn five_nodes_at_rf3_list_after_write_and_delete_through_another_node_in_a
         .send()
         .await
         .expect("DeleteBucket");
+    // The unfinished uploads held on other nodes go with the bucket there too (as S3
+    // deletes a bucket with uploads in progress): every node forgets it.
+    let all: Vec<&Node> = nodes.iter().collect();
+    eventually("the bucket gone from every node", &all, || async {
+        for n in &nodes {
+            let r = c
+                .head(n.url("/buckets/async"))
+                .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 404).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
 }

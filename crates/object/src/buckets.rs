@@ -127,14 +127,15 @@ impl ObjectService {
         }
         // In a cluster the other nodes hold most keys: empty means no version (delete
         // markers included) in a listing of the whole cluster.
-        if self.cluster.coverage().is_some()
-            && !self
+        if self.cluster.coverage().is_some() {
+            let page = self
                 .list_bucket_versions(name, "", None, None, None, 1)
-                .await?
-                .versions
-                .is_empty()
-        {
-            return Err(ObjectError::BucketNotEmpty(name.to_string()));
+                .await?;
+            // A page can come back empty with a cursor (entries removed elsewhere were
+            // dropped): something may still follow.
+            if !page.versions.is_empty() || page.next_key_marker.is_some() {
+                return Err(ObjectError::BucketNotEmpty(name.to_string()));
+            }
         }
         loop {
             let uploads = self.list_multipart_uploads(name, UPLOAD_ABORT_PAGE)?;

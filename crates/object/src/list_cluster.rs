@@ -30,10 +30,15 @@ use serde::{Deserialize, Serialize};
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::list::{ListPage, ListQuery, MAX_LIST_LIMIT};
-use crate::versions::{MAX_VERSIONS_LISTED, VersionPage, hidden_since, tombstone_seq};
+use crate::versions::{
+    MAX_VERSIONS_LISTED, VersionPage, find_version, hidden_since, tombstone_seq,
+};
 
 /// Longest wait for a member's page.
 pub const LIST_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest further wait for the other members once the answers in hand cover every key
+/// range.
+const LIST_STRAGGLER_GRACE: Duration = Duration::from_secs(1);
 /// Most entries one state question names (each a key of at most 1,024 bytes and a
 /// version id, so a question stays far below the internal body limit).
 const STATE_QUESTIONS_MAX: usize = 1000;
@@ -48,6 +53,9 @@ pub(crate) struct VersionsQuery {
     pub delimiter: Option<String>,
     pub key_marker: Option<String>,
     pub version_id_marker: Option<String>,
+    /// The `seq` of the version marker's version, when the asking node knows it: every
+    /// member resumes right after it, whether it holds that version or not.
+    pub after_seq: Option<u64>,
     pub limit: usize,
 }
 
@@ -70,12 +78,14 @@ enum ListRequest {
     },
 }
 
-/// A node's page of current objects, and the first object under each of its common
-/// prefixes (in the same order).
+/// A node's page of current objects, the first object under each of its common
+/// prefixes (in the same order), and, for a merged listing, how far the node has seen
+/// each listed key change (`key_state_seq`, in the order of `page.objects`).
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct NodeObjects {
     pub page: ListPage,
     pub firsts: Vec<ObjectRecord>,
+    pub states: Vec<u64>,
 }
 
 /// A node's page of versions, the `seq` of the version marker if it holds it, and the
@@ -158,9 +168,26 @@ fn add_first(firsts: &mut Firsts, question: Question, record: &ObjectRecord, nod
 enum Entry {
     Prefix(Firsts),
     Object {
+        /// The copy of the holder whose view of the key is newest, and how far that
+        /// holder has seen the key change.
         record: Box<ObjectRecord>,
+        state: u64,
         holders: BTreeSet<String>,
     },
+}
+
+/// Whether a holder's view of a key (its current record and state seq) is newer than
+/// another's: a later state wins; at an equal state seq an older current record means
+/// the newer one was removed there, and wins; then later tags.
+fn newer_view(a: (&ObjectRecord, u64), b: (&ObjectRecord, u64)) -> bool {
+    (a.1, Reverse(a.0.seq), a.0.tags_seq) > (b.1, Reverse(b.0.seq), b.0.tags_seq)
+}
+
+/// Whether a listed key is hidden by `hidden`, the newest change an absent replica
+/// knows that hides it: a later one than the holder's view, or, at the same seq, the
+/// removal of the very version listed.
+fn hides_object(hidden: u64, record: &ObjectRecord, state: u64) -> bool {
+    hidden > state || (hidden == state && hidden == record.seq)
 }
 
 /// Where an entry sorts in a versions listing: by key, then newest first. A common
@@ -189,7 +216,15 @@ fn merge_objects(
         .map(str::to_string);
     let within = |k: &str| frontier.as_deref().is_none_or(|f| k <= f);
     let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
-    for (node, NodeObjects { page, firsts }) in pages {
+    for (
+        node,
+        NodeObjects {
+            page,
+            firsts,
+            states,
+        },
+    ) in pages
+    {
         for (p, first) in page.prefixes.iter().zip(firsts) {
             if !within(p) {
                 continue;
@@ -201,16 +236,27 @@ fn merge_objects(
                 add_first(firsts, (first.key.clone(), None), first, node);
             }
         }
-        for r in page.objects.iter().filter(|r| within(&r.key)) {
+        for (i, r) in page.objects.iter().enumerate() {
+            if !within(&r.key) {
+                continue;
+            }
+            let view = states.get(i).copied().unwrap_or(r.seq).max(r.seq);
             let entry = merged
                 .entry(r.key.clone())
                 .or_insert_with(|| Entry::Object {
                     record: Box::new(r.clone()),
+                    state: view,
                     holders: BTreeSet::new(),
                 });
-            if let Entry::Object { record, holders } = entry {
-                if newer(r, record) {
+            if let Entry::Object {
+                record,
+                state,
+                holders,
+            } = entry
+            {
+                if newer_view((r, view), (record, *state)) {
                     **record = r.clone();
+                    *state = view;
                 }
                 holders.insert(node.clone());
             }
@@ -351,7 +397,7 @@ impl ObjectService {
                 limit: want,
                 ..q.clone()
             };
-            let mine = self.objects_here(bucket, &query)?;
+            let mine = self.objects_here(bucket, &query, true)?;
             let request = ListRequest::Objects {
                 bucket: bucket.to_string(),
                 query,
@@ -389,8 +435,9 @@ impl ObjectService {
                             out.prefixes.push(key);
                         }
                     }
-                    Entry::Object { record, .. } => {
-                        if !hidden(&removed, &(key, None), &record) {
+                    Entry::Object { record, state, .. } => {
+                        let hidden = removed.get(&(key, None)).copied().unwrap_or(0);
+                        if !hides_object(hidden, &record, state) {
                             out.objects.push(*record);
                         }
                     }
@@ -453,11 +500,16 @@ impl ObjectService {
         };
         let limit = limit.clamp(1, MAX_VERSIONS_LISTED);
         let mut out = VersionPage::default();
-        let mut marker: Option<(String, Option<String>)> =
+        // Where the page resumes: a key, a version id, and that version's `seq` once known.
+        let mut marker: Option<(String, Option<String>, Option<u64>)> =
             key_marker.filter(|k| !k.is_empty()).map(|k| {
                 let id = version_id_marker.filter(|v| !v.is_empty());
-                (k.to_string(), id.map(str::to_string))
+                (k.to_string(), id.map(str::to_string), None)
             });
+        if let Some((key, Some(id), seq)) = &mut marker {
+            let kv = self.cluster.meta().read()?;
+            *seq = find_version(kv.as_ref(), bucket, key, id)?.map(|(_, r)| r.seq);
+        }
         // The key whose versions the page resumes inside (its newest was listed before).
         let mut prev_key: Option<String> = None;
         let mut rechecks = 0;
@@ -467,6 +519,7 @@ impl ObjectService {
                 delimiter: delimiter.map(str::to_string),
                 key_marker: marker.as_ref().map(|m| m.0.clone()),
                 version_id_marker: marker.as_ref().and_then(|m| m.1.clone()),
+                after_seq: marker.as_ref().and_then(|m| m.2),
                 limit: limit - out.versions.len() - out.prefixes.len(),
             };
             let mine = self.versions_here(bucket, &query, true)?;
@@ -475,6 +528,13 @@ impl ObjectService {
                 query: query.clone(),
             };
             let pages = self.gather(&coverage, &request, mine).await?;
+            // Members that lack the marker version listed its key from the start, and
+            // members holding different copies of its id resumed at different points:
+            // go again from the `seq` the others reported, so all resume alike.
+            if let (Some(seq), Some(m)) = (marker_seq_to_agree(&query, &pages), marker.as_mut()) {
+                m.2 = Some(seq);
+                continue;
+            }
             let resume = resume_point(&query, &pages);
             if let Some((key, Some(_))) = resume {
                 prev_key = Some(key.to_string());
@@ -522,17 +582,16 @@ impl ObjectService {
                 }
             }
             marker = next.map(|(key, Reverse(seq))| {
-                let id = (seq != u64::MAX)
-                    .then(|| version_id_at(&pages, &key, seq))
-                    .flatten();
-                (key, id)
+                let seq = (seq != u64::MAX).then_some(seq);
+                let id = seq.and_then(|seq| version_id_at(&pages, &key, seq));
+                (key, id, seq)
             });
             if marker.is_none() || out.versions.len() + out.prefixes.len() >= limit {
                 break;
             }
         }
         (out.next_key_marker, out.next_version_id_marker) = match marker {
-            Some((k, v)) => (Some(k), v),
+            Some((k, v, _)) => (Some(k), v),
             None => (None, None),
         };
         Ok(out)
@@ -547,22 +606,49 @@ impl ObjectService {
         request: &ListRequest,
         mine: T,
     ) -> Result<BTreeMap<String, T>> {
+        use futures::StreamExt;
         let body = encode_message(request)?;
-        let answers = self
-            .cluster
-            .call_each(coverage.peers(), PATH_LIST, body, LIST_PEER_TIMEOUT)
-            .await;
+        let mut calls: futures::stream::FuturesUnordered<_> = coverage
+            .peers()
+            .iter()
+            .map(|peer| {
+                let body = body.clone();
+                async move {
+                    let peer = std::slice::from_ref(peer);
+                    let answers = self
+                        .cluster
+                        .call_each(peer, PATH_LIST, body, LIST_PEER_TIMEOUT);
+                    answers.await.into_iter().next()
+                }
+            })
+            .collect();
         let mut pages = BTreeMap::new();
         pages.insert(coverage.me().to_string(), mine);
-        for (id, answer) in answers {
+        let mut answered: BTreeSet<String> = pages.keys().cloned().collect();
+        // Once the answers cover every key range, stragglers get a short grace only: a
+        // member that hangs must not hold every listing for the whole timeout.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, calls.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => calls.next().await,
+            };
+            let Some(answer) = next else { break };
+            let Some((id, answer)) = answer else { continue };
             match answer.and_then(|b| decode_message::<T>(&b)) {
                 Ok(page) => {
-                    pages.insert(id, page);
+                    pages.insert(id.clone(), page);
+                    answered.insert(id);
                 }
                 Err(e) => tracing::warn!(peer = %id, error = %e, "a peer's listing page failed"),
             }
+            if deadline.is_none() && coverage.check(&answered).is_ok() {
+                deadline = Some(tokio::time::Instant::now() + LIST_STRAGGLER_GRACE);
+            }
         }
-        let answered: BTreeSet<String> = pages.keys().cloned().collect();
         coverage
             .check(&answered)
             .map_err(|e| ObjectError::Unavailable(format!("listing incomplete: {e}")))?;
@@ -571,7 +657,7 @@ impl ObjectService {
 
     /// For entries some of their replicas did not list (`disputes`), the newest change
     /// those replicas know that hides each, by question. One call per node and
-    /// `STATE_QUESTIONS_MAX` questions.
+    /// `STATE_QUESTIONS_MAX` questions, all at once.
     async fn removed_elsewhere(
         &self,
         coverage: &Coverage,
@@ -584,19 +670,27 @@ impl ObjectService {
                 asks.entry(n.as_str()).or_default().push(question);
             }
         }
-        let mut removed: BTreeMap<Question, u64> = BTreeMap::new();
+        // Every member's batches at once; this node answers its own.
+        let mut calls = Vec::new();
         for (node, questions) in &asks {
             for batch in questions.chunks(STATE_QUESTIONS_MAX) {
                 let entries: Vec<Question> = batch.iter().map(|q| (*q).clone()).collect();
-                let seqs = match coverage.peers().iter().find(|(id, _)| id == node) {
-                    _ if *node == coverage.me() => self.states_here(bucket, &entries)?,
-                    Some(peer) => self.states_on(peer, bucket, entries).await?,
-                    None => continue,
-                };
-                for (question, seq) in batch.iter().zip(seqs) {
-                    let r = removed.entry((*question).clone()).or_insert(0);
-                    *r = (*r).max(seq);
-                }
+                let peer = coverage.peers().iter().find(|(id, _)| id == node);
+                calls.push(async move {
+                    let seqs = match peer {
+                        _ if *node == coverage.me() => self.states_here(bucket, &entries)?,
+                        Some(peer) => self.states_on(peer, bucket, entries).await?,
+                        None => Vec::new(),
+                    };
+                    Ok::<_, ObjectError>(batch.iter().zip(seqs))
+                });
+            }
+        }
+        let mut removed: BTreeMap<Question, u64> = BTreeMap::new();
+        for answers in futures::future::try_join_all(calls).await? {
+            for (question, seq) in answers {
+                let r = removed.entry((*question).clone()).or_insert(0);
+                *r = (*r).max(seq);
             }
         }
         Ok(removed)
@@ -663,7 +757,7 @@ impl ObjectService {
         let missing_bucket = |e: &ObjectError| matches!(e, ObjectError::NoSuchBucket(_));
         match decode_message::<ListRequest>(body)? {
             ListRequest::Objects { bucket, query } => {
-                let mut answer = match self.objects_here(&bucket, &query) {
+                let mut answer = match self.objects_here(&bucket, &query, true) {
                     Err(e) if missing_bucket(&e) => NodeObjects::default(),
                     other => other?,
                 };
@@ -709,6 +803,23 @@ fn absent<T>(
         .filter(|r| pages.contains_key(*r) && !holders.contains(*r))
         .map(str::to_string)
         .collect()
+}
+
+/// The `seq` every member should resume after when they resumed a versions page at
+/// different points (some lack the marker version, or hold another copy of its id);
+/// `None` when they agree or nobody knows it.
+fn marker_seq_to_agree(
+    query: &VersionsQuery,
+    pages: &BTreeMap<String, NodeVersions>,
+) -> Option<u64> {
+    if query.after_seq.is_some() || query.version_id_marker.is_none() {
+        return None;
+    }
+    let reported: BTreeSet<Option<u64>> = pages.values().map(|p| p.marker_seq).collect();
+    match reported.last() {
+        Some(Some(seq)) if reported.len() > 1 => Some(*seq),
+        _ => None,
+    }
 }
 
 /// Where a versions page resumes inside a key: after a version marker (not a common
@@ -766,6 +877,7 @@ mod tests {
                 next_cursor: cursor.map(str::to_string),
             },
             firsts: Vec::new(),
+            states: Vec::new(),
         }
     }
 
@@ -784,7 +896,9 @@ mod tests {
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(cursor.as_deref(), Some("b"));
         match &entries[0].1 {
-            Entry::Object { record, holders } => {
+            Entry::Object {
+                record, holders, ..
+            } => {
                 assert_eq!(record.seq, 2, "the newest copy wins");
                 assert_eq!(holders.len(), 2);
             }
@@ -801,6 +915,78 @@ mod tests {
         let (entries, cursor) = merge_objects(&pages, 3);
         assert_eq!(entries.len(), 3);
         assert_eq!(cursor.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_removed_delete_marker_does_not_hide_the_key_it_covered() {
+        // Holders list v5 having removed the marker dm9 (their state seq is 9); a
+        // replica that has not seen that removal yet still shows dm9.
+        let v5 = obj("k", 5);
+        assert!(!hides_object(9, &v5, 9));
+        // A newer marker the holders have not seen hides it.
+        assert!(hides_object(10, &v5, 9));
+        // The removal of the very version listed hides it.
+        assert!(hides_object(5, &v5, 5));
+        // A removal older than what the holders know hides nothing.
+        assert!(!hides_object(4, &v5, 5));
+    }
+
+    #[test]
+    fn a_holder_that_removed_the_newest_version_wins_over_one_that_did_not() {
+        // v5 removed by id on one holder (it lists v3, state 5); another still lists v5.
+        let (v3, v5) = (obj("k", 3), obj("k", 5));
+        assert!(newer_view((&v3, 5), (&v5, 5)));
+        assert!(!newer_view((&v5, 5), (&v3, 5)));
+        // A later state wins whatever it lists.
+        assert!(newer_view((&obj("k", 12), 12), (&v3, 5)));
+        // Same version, later tags.
+        let mut tagged = obj("k", 5);
+        tagged.tags_seq = 7;
+        assert!(newer_view((&tagged, 5), (&v5, 5)));
+    }
+
+    fn versions_page(marker_seq: Option<u64>) -> NodeVersions {
+        NodeVersions {
+            marker_seq,
+            ..NodeVersions::default()
+        }
+    }
+
+    #[test]
+    fn members_that_resumed_at_different_versions_go_again_from_the_known_seq() {
+        let query = VersionsQuery {
+            key_marker: Some("k".into()),
+            version_id_marker: Some("v".into()),
+            limit: 1,
+            ..VersionsQuery::default()
+        };
+        let pages = |seqs: &[Option<u64>]| -> BTreeMap<String, NodeVersions> {
+            seqs.iter()
+                .enumerate()
+                .map(|(i, s)| (format!("n{i}"), versions_page(*s)))
+                .collect()
+        };
+        // One member lacks the marker version: it listed the key from its start.
+        assert_eq!(
+            marker_seq_to_agree(&query, &pages(&[Some(9), None])),
+            Some(9)
+        );
+        // Two copies of one id (a stale `null` version): the newest decides.
+        assert_eq!(
+            marker_seq_to_agree(&query, &pages(&[Some(5), Some(9)])),
+            Some(9)
+        );
+        assert_eq!(
+            marker_seq_to_agree(&query, &pages(&[Some(9), Some(9)])),
+            None
+        );
+        assert_eq!(marker_seq_to_agree(&query, &pages(&[None, None])), None);
+        // Once the seq was given, every member resumed after it.
+        let given = VersionsQuery {
+            after_seq: Some(9),
+            ..query.clone()
+        };
+        assert_eq!(marker_seq_to_agree(&given, &pages(&[Some(9), None])), None);
     }
 
     #[test]

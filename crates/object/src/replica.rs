@@ -13,7 +13,8 @@ use bucketdb_cluster::replication::{
 };
 use bucketdb_store::keys::{bucket_prefix, pending_prefix, prefix_end, tombstone_key, version_key};
 use bucketdb_store::records::{
-    BucketConfig, BucketRecord, ObjectRecord, PreparedChange, Tombstone, decode, encode,
+    BucketConfig, BucketRecord, ObjectRecord, PreparedChange, Tombstone, UploadRecord, decode,
+    encode,
 };
 use bucketdb_store::{ChunkRef, KvWrite, Table};
 
@@ -21,6 +22,7 @@ use crate::ObjectService;
 use crate::buckets::bucket_stamp;
 use crate::error::{ObjectError, Result};
 use crate::gc::expired_keys;
+use crate::multipart::remove_upload;
 use crate::names::{validate_bucket_name, validate_key};
 use crate::quorum::{hold_prepared, release_prepared};
 use crate::refs::add_refs;
@@ -194,10 +196,11 @@ impl ObjectService {
                 stamp,
             } => {
                 validate_bucket_name(&name)?;
-                self.cluster
-                    .meta()
-                    .write(move |kv| apply_bucket(kv, &name, record, config, stamp))
-                    .await?;
+                let now_ms = self.now_ms();
+                self.write_freeing(move |kv| {
+                    apply_bucket(kv, &name, record, config, stamp, now_ms)
+                })
+                .await?;
             }
         }
         Ok(())
@@ -341,19 +344,23 @@ pub(crate) fn later_tags(a: &ObjectRecord, b: &ObjectRecord) -> bool {
 }
 
 /// Make a bucket look as it does on the node that changed it: created or updated with
-/// its record and settings, or deleted once it is empty here too (until then the sender
-/// retries, as the removals of its objects arrive).
+/// its record and settings, or deleted once it holds no objects here too (until then
+/// the sender retries, as the removals of its objects arrive). Unfinished multipart
+/// uploads held here go with the bucket, as S3 deletes a bucket with uploads in
+/// progress. Returns whether chunks became garbage.
 fn apply_bucket(
     kv: &mut dyn KvWrite,
     name: &str,
     record: Option<Vec<u8>>,
     config: Option<Vec<u8>>,
     stamp: u64,
-) -> Result<()> {
+    now_ms: u64,
+) -> Result<bool> {
     if bucket_stamp(kv, name)? >= stamp {
         // This node has this change already, or a later one.
-        return Ok(());
+        return Ok(false);
     }
+    let mut freed = false;
     kv.put(Table::BucketStamps, name.as_bytes(), &encode(&stamp)?)?;
     match record {
         Some(record) => {
@@ -376,18 +383,36 @@ fn apply_bucket(
         }
         None => {
             if kv.get(Table::Buckets, name.as_bytes())?.is_none() {
-                return Ok(());
+                return Ok(false);
             }
             let prefix = bucket_prefix(name);
             let end = prefix_end(&prefix);
-            for t in [Table::Current, Table::Versions, Table::Uploads] {
+            for t in [Table::Current, Table::Versions] {
                 if !kv.scan(t, &prefix, end.as_deref(), 1)?.is_empty() {
                     return Err(ObjectError::BucketNotEmpty(name.to_string()));
+                }
+            }
+            loop {
+                let uploads = kv.scan(
+                    Table::Uploads,
+                    &prefix,
+                    end.as_deref(),
+                    UPLOADS_DROPPED_PAGE,
+                )?;
+                for (uk, v) in &uploads {
+                    let upload: UploadRecord = decode(v)?;
+                    freed |= remove_upload(kv, uk, &upload.upload_id, now_ms)?;
+                }
+                if uploads.len() < UPLOADS_DROPPED_PAGE {
+                    break;
                 }
             }
             kv.delete(Table::Buckets, name.as_bytes())?;
             kv.delete(Table::BucketConfig, name.as_bytes())?;
         }
     }
-    Ok(())
+    Ok(freed)
 }
+
+/// Uploads read per scan while dropping those of a deleted bucket.
+const UPLOADS_DROPPED_PAGE: usize = 256;

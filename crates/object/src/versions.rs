@@ -413,6 +413,7 @@ impl ObjectService {
             delimiter: delimiter.map(str::to_string),
             key_marker: key_marker.map(str::to_string),
             version_id_marker: version_id_marker.map(str::to_string),
+            after_seq: None,
             limit,
         };
         Ok(self.versions_here(bucket, &query, false)?.page)
@@ -444,14 +445,19 @@ impl ObjectService {
         if let Some(km) = key_marker.filter(|k| !k.is_empty()) {
             let version_marker = version_id_marker
                 .filter(|v| !v.is_empty() && listing.common_prefix(km) != Some(km));
-            let after_version = match version_marker {
-                Some(vm) => find_version(kv.as_ref(), bucket, km, vm)?,
-                None => None,
+            // A merged listing may say where the marker version sorts (its `seq`), for
+            // members that lack it or hold another copy of its id.
+            let after_version = match (version_marker, q.after_seq) {
+                (Some(_), Some(seq)) => Some((version_key(bucket, km, seq), seq)),
+                (Some(vm), None) => {
+                    find_version(kv.as_ref(), bucket, km, vm)?.map(|(k, r)| (k, r.seq))
+                }
+                (None, _) => None,
             };
             resume = match after_version {
-                Some((vkey, rec)) => {
+                Some((vkey, seq)) => {
                     prev_key = Some(km.to_string());
-                    marker_seq = Some(rec.seq);
+                    marker_seq = Some(seq);
                     Some([vkey.as_slice(), &[0]].concat())
                 }
                 None if keep_marker_key && version_marker.is_some() => {
