@@ -11,10 +11,14 @@ use bucketdb_cluster::replication::ReplOp;
 use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::names::validate_bucket_name;
-use crate::versions::load_bucket;
+use crate::versions::{MAX_VERSIONS_LISTED, load_bucket};
 
 /// Unfinished uploads aborted per page when their bucket is deleted.
 const UPLOAD_ABORT_PAGE: usize = 256;
+/// Longest a bucket deletion in a cluster waits for this node's stale copies of deleted
+/// objects to be removed (their removals are on their way), and how often it looks.
+const BUCKET_DELETE_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+const BUCKET_DELETE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Most buckets one node holds (listing returns them all).
 pub const MAX_BUCKETS: u64 = 10_000;
 
@@ -118,24 +122,27 @@ impl ObjectService {
         validate_bucket_name(name)?;
         let prefix = bucket_prefix(name);
         let end = prefix_end(&prefix);
-        {
-            let kv = self.cluster.meta().read()?;
-            load_bucket(kv.as_ref(), name)?;
-            if holds_data(kv.as_ref(), &prefix, end.as_deref())? {
+        let clustered = self.cluster.coverage().is_some();
+        // In a cluster, this node's copies may be stale while removals made elsewhere
+        // are still on their way here: the whole cluster's listing decides, and this
+        // node waits a little for its own copies to follow.
+        let settle_until = self.clock.now_ms() + BUCKET_DELETE_SETTLE.as_millis() as u64;
+        loop {
+            if clustered {
+                self.check_empty_everywhere(name).await?;
+            }
+            let holds = {
+                let kv = self.cluster.meta().read()?;
+                load_bucket(kv.as_ref(), name)?;
+                holds_data(kv.as_ref(), &prefix, end.as_deref())?
+            };
+            if !holds {
+                break;
+            }
+            if !clustered || self.clock.now_ms() >= settle_until {
                 return Err(ObjectError::BucketNotEmpty(name.to_string()));
             }
-        }
-        // In a cluster the other nodes hold most keys: empty means no version (delete
-        // markers included) in a listing of the whole cluster.
-        if self.cluster.coverage().is_some() {
-            let page = self
-                .list_bucket_versions(name, "", None, None, None, 1)
-                .await?;
-            // A page can come back empty with a cursor (entries removed elsewhere were
-            // dropped): something may still follow.
-            if !page.versions.is_empty() || page.next_key_marker.is_some() {
-                return Err(ObjectError::BucketNotEmpty(name.to_string()));
-            }
+            tokio::time::sleep(BUCKET_DELETE_POLL).await;
         }
         loop {
             let uploads = self.list_multipart_uploads(name, UPLOAD_ABORT_PAGE)?;
@@ -174,6 +181,20 @@ impl ObjectService {
             })
             .await?;
         self.cluster.push_bucket_now(&pushed).await;
+        Ok(())
+    }
+
+    /// `BucketNotEmpty` unless a listing of the whole cluster finds no version of the
+    /// bucket (delete markers included). A full page, so entries some replica still
+    /// holds but others removed are dropped within it; a page that still ends with a
+    /// cursor may have more to come.
+    async fn check_empty_everywhere(self: &Arc<Self>, name: &str) -> Result<()> {
+        let page = self
+            .list_bucket_versions(name, "", None, None, None, MAX_VERSIONS_LISTED)
+            .await?;
+        if !page.versions.is_empty() || page.next_key_marker.is_some() {
+            return Err(ObjectError::BucketNotEmpty(name.to_string()));
+        }
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::list_cluster::NodeObjects;
 use crate::names::validate_bucket_name;
-use crate::versions::{key_state_seq, load_bucket};
+use crate::versions::load_bucket;
 
 /// Most entries (objects plus common prefixes) in one page.
 pub const MAX_LIST_LIMIT: usize = 1000;
@@ -179,18 +179,12 @@ impl<'q> Listing<'q> {
 impl ObjectService {
     /// A page of the bucket's current objects as this node holds them.
     pub(crate) fn list_objects_here(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
-        Ok(self.objects_here(bucket, q, false)?.page)
+        Ok(self.objects_here(bucket, q)?.page)
     }
 
     /// [`ObjectService::list_objects_here`], and the first object under each common
-    /// prefix of the page (a merged listing checks that one still exists elsewhere);
-    /// `with_states` adds each listed key's state seq (`versions::key_state_seq`).
-    pub(crate) fn objects_here(
-        &self,
-        bucket: &str,
-        q: &ListQuery,
-        with_states: bool,
-    ) -> Result<NodeObjects> {
+    /// prefix of the page (a merged listing checks that one still exists elsewhere).
+    pub(crate) fn objects_here(&self, bucket: &str, q: &ListQuery) -> Result<NodeObjects> {
         validate_bucket_name(bucket)?;
         check_list_args(&[
             Some(q.prefix.as_str()),
@@ -234,18 +228,6 @@ impl ObjectService {
             }
             Ok(true)
         })?;
-        let states = match with_states {
-            true => page
-                .objects
-                .iter()
-                .map(|r| key_state_seq(kv.as_ref(), bucket, &r.key))
-                .collect::<Result<_>>()?,
-            false => Vec::new(),
-        };
-        Ok(NodeObjects {
-            page,
-            firsts,
-            states,
-        })
+        Ok(NodeObjects { page, firsts })
     }
 }

@@ -22,8 +22,9 @@ use std::time::Duration;
 use bucketdb_cluster::coverage::Coverage;
 use bucketdb_cluster::membership::network::PATH_LIST;
 use bucketdb_cluster::replication::{decode_message, encode_message};
-use bucketdb_store::keys::tombstone_key;
-use bucketdb_store::records::{Body, ObjectRecord};
+use bucketdb_store::Table;
+use bucketdb_store::keys::{object_key, tombstone_key};
+use bucketdb_store::records::{Body, ObjectRecord, decode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,7 @@ use crate::ObjectService;
 use crate::error::{ObjectError, Result};
 use crate::list::{ListPage, ListQuery, MAX_LIST_LIMIT};
 use crate::versions::{
-    MAX_VERSIONS_LISTED, VersionPage, find_version, hidden_since, tombstone_seq,
+    MAX_VERSIONS_LISTED, VersionPage, find_version, latest_change, tombstone_seq,
 };
 
 /// Longest wait for a member's page.
@@ -70,22 +71,19 @@ enum ListRequest {
         bucket: String,
         query: VersionsQuery,
     },
-    /// The newest change the peer knows that hides each entry (a removal, or for a key
-    /// a newer delete marker; 0: none), answered with one `u64` per entry.
+    /// What the peer knows of each entry, answered with one [`EntryState`] per entry.
     States {
         bucket: String,
         entries: Vec<(String, Option<String>)>,
     },
 }
 
-/// A node's page of current objects, the first object under each of its common
-/// prefixes (in the same order), and, for a merged listing, how far the node has seen
-/// each listed key change (`key_state_seq`, in the order of `page.objects`).
+/// A node's page of current objects, and the first object under each of its common
+/// prefixes (in the same order).
 #[derive(Default, Serialize, Deserialize)]
 pub(crate) struct NodeObjects {
     pub page: ListPage,
     pub firsts: Vec<ObjectRecord>,
-    pub states: Vec<u64>,
 }
 
 /// A node's page of versions, the `seq` of the version marker if it holds it, and the
@@ -106,27 +104,63 @@ const MAX_PREFIX_RECHECKS: usize = 8;
 /// version of it.
 type Question = (String, Option<String>);
 
-/// Entries, with the nodes that listed them, whose other replicas must say whether
-/// they removed them.
+/// What a node knows of an entry when asked (not when it read its page: a copy or a
+/// removal may have arrived since).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct EntryState {
+    /// How far the node has seen the key change (`versions::key_state_seq`); for a
+    /// version, the `seq` its removal covers (0: never removed there).
+    seq: u64,
+    /// Whether that latest change is a removal (a tombstone at or after the newest
+    /// version), which wins over a version at the same `seq`.
+    removal: bool,
+    /// The node's current version of the key, as (`seq`, `tags_seq`); `None` when it has
+    /// none (never written there, deleted, or a delete marker is newest).
+    current: Option<(u64, u64)>,
+}
+
+impl EntryState {
+    /// Order of views of a key: the later change; at one `seq` a removal over a version
+    /// (a marker removed by id at its own `seq`); then the later tags.
+    fn rank(&self) -> (u64, bool, u64) {
+        (self.seq, self.removal, self.current.map_or(0, |c| c.1))
+    }
+}
+
+/// The answers to the state questions: by question, by node.
+type StateAnswers = BTreeMap<Question, BTreeMap<String, EntryState>>;
+
+/// Entries whose replicas disagree, and the nodes to ask about each.
 #[derive(Default)]
 struct Disputes {
     asks: Vec<(Question, Vec<String>)>,
 }
 
 impl Disputes {
-    /// Note `record` (asked about as `question`), listed by `holders`: every answering
-    /// replica of its key outside `holders` is asked.
-    fn note<T>(
+    /// Note an entry (asked about as `question`) listed by `holders`: every answering
+    /// replica of its key outside `holders` is asked; with `disagree` (the holders list
+    /// different copies, to be ranked) the holders too, and so are they whenever a
+    /// replica is asked about a key (`rank`).
+    #[allow(clippy::too_many_arguments)]
+    fn note<'a, T>(
         &mut self,
         coverage: &Coverage,
         pages: &BTreeMap<String, T>,
         bucket: &str,
         question: Question,
-        holders: &BTreeSet<String>,
+        holders: impl Iterator<Item = &'a String> + Clone,
+        rank: bool,
+        disagree: bool,
     ) {
-        let absent = absent(coverage, pages, bucket, &question.0, holders);
-        if !absent.is_empty() && !self.asks.iter().any(|(q, _)| *q == question) {
-            self.asks.push((question, absent));
+        let mut ask = absent(coverage, pages, bucket, &question.0, holders.clone());
+        if ask.is_empty() && !disagree {
+            return;
+        }
+        if rank {
+            ask.extend(holders.cloned());
+        }
+        if !self.asks.iter().any(|(q, _)| *q == question) {
+            self.asks.push((question, ask));
         }
     }
 }
@@ -141,14 +175,34 @@ impl Disputes {
         firsts: &Firsts,
     ) {
         for (question, (_, holders)) in firsts {
-            self.note(coverage, pages, bucket, question.clone(), holders);
+            self.note(
+                coverage,
+                pages,
+                bucket,
+                question.clone(),
+                holders.iter(),
+                false,
+                false,
+            );
         }
     }
 }
 
-/// Whether `record` is removed according to `removed` (by question).
-fn hidden(removed: &BTreeMap<Question, u64>, question: &Question, record: &ObjectRecord) -> bool {
-    removed.get(question).is_some_and(|seq| *seq >= record.seq)
+/// Whether an entry that was asked about is gone: a version removed on a node asked;
+/// a key whose newest view among the nodes asked has no current version.
+fn hidden(answers: &StateAnswers, question: &Question, record: &ObjectRecord) -> bool {
+    let Some(by_node) = answers.get(question) else {
+        return false;
+    };
+    match question.1 {
+        Some(_) => by_node.values().any(|st| st.seq >= record.seq),
+        None => newest_view(by_node).is_some_and(|st| st.current.is_none()),
+    }
+}
+
+/// The newest of the nodes' views of a key.
+fn newest_view(by_node: &BTreeMap<String, EntryState>) -> Option<&EntryState> {
+    by_node.values().max_by_key(|st| st.rank())
 }
 
 /// The candidates of a common prefix: the first entry each node found under it.
@@ -164,30 +218,41 @@ fn add_first(firsts: &mut Firsts, question: Question, record: &ObjectRecord, nod
     e.1.insert(node.to_string());
 }
 
-/// One entry of a merged page, with the nodes that listed it.
+/// One entry of a merged page: a common prefix, or a key with each node's copy.
 enum Entry {
     Prefix(Firsts),
-    Object {
-        /// The copy of the holder whose view of the key is newest, and how far that
-        /// holder has seen the key change.
-        record: Box<ObjectRecord>,
-        state: u64,
-        holders: BTreeSet<String>,
-    },
+    Object(BTreeMap<String, ObjectRecord>),
 }
 
-/// Whether a holder's view of a key (its current record and state seq) is newer than
-/// another's: a later state wins; at an equal state seq an older current record means
-/// the newer one was removed there, and wins; then later tags.
-fn newer_view(a: (&ObjectRecord, u64), b: (&ObjectRecord, u64)) -> bool {
-    (a.1, Reverse(a.0.seq), a.0.tags_seq) > (b.1, Reverse(b.0.seq), b.0.tags_seq)
+/// Whether the nodes listing a key list different copies of it.
+fn copies_differ(copies: &BTreeMap<String, ObjectRecord>) -> bool {
+    let mut seen = copies.values().map(|r| (r.seq, r.tags_seq));
+    let first = seen.next();
+    seen.any(|c| Some(c) != first)
 }
 
-/// Whether a listed key is hidden by `hidden`, the newest change an absent replica
-/// knows that hides it: a later one than the holder's view, or, at the same seq, the
-/// removal of the very version listed.
-fn hides_object(hidden: u64, record: &ObjectRecord, state: u64) -> bool {
-    hidden > state || (hidden == state && hidden == record.seq)
+/// The copy of a key to list, if any: where its replicas agree, their copy; otherwise
+/// (`answers`, the views of the nodes asked) the copy the newest view shows, or none
+/// when the newest view has no current version.
+fn resolve_object(
+    copies: BTreeMap<String, ObjectRecord>,
+    answers: Option<&BTreeMap<String, EntryState>>,
+) -> Option<ObjectRecord> {
+    let Some(answers) = answers else {
+        return copies.into_values().next();
+    };
+    let (seq, tags_seq) = newest_view(answers)?.current?;
+    let mut copies: Vec<ObjectRecord> = copies.into_values().collect();
+    copies.sort_by_key(|c| (c.seq, c.tags_seq));
+    // The copy it names; one that arrived after the pages were read is not among them,
+    // and the newest page copy stands in for it.
+    match copies
+        .iter()
+        .position(|c| (c.seq, c.tags_seq) == (seq, tags_seq))
+    {
+        Some(i) => Some(copies.swap_remove(i)),
+        None => copies.pop(),
+    }
 }
 
 /// Where an entry sorts in a versions listing: by key, then newest first. A common
@@ -216,15 +281,7 @@ fn merge_objects(
         .map(str::to_string);
     let within = |k: &str| frontier.as_deref().is_none_or(|f| k <= f);
     let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
-    for (
-        node,
-        NodeObjects {
-            page,
-            firsts,
-            states,
-        },
-    ) in pages
-    {
+    for (node, NodeObjects { page, firsts }) in pages {
         for (p, first) in page.prefixes.iter().zip(firsts) {
             if !within(p) {
                 continue;
@@ -236,29 +293,12 @@ fn merge_objects(
                 add_first(firsts, (first.key.clone(), None), first, node);
             }
         }
-        for (i, r) in page.objects.iter().enumerate() {
-            if !within(&r.key) {
-                continue;
-            }
-            let view = states.get(i).copied().unwrap_or(r.seq).max(r.seq);
+        for r in page.objects.iter().filter(|r| within(&r.key)) {
             let entry = merged
                 .entry(r.key.clone())
-                .or_insert_with(|| Entry::Object {
-                    record: Box::new(r.clone()),
-                    state: view,
-                    holders: BTreeSet::new(),
-                });
-            if let Entry::Object {
-                record,
-                state,
-                holders,
-            } = entry
-            {
-                if newer_view((r, view), (record, *state)) {
-                    **record = r.clone();
-                    *state = view;
-                }
-                holders.insert(node.clone());
+                .or_insert_with(|| Entry::Object(BTreeMap::new()));
+            if let Entry::Object(copies) = entry {
+                copies.insert(node.clone(), r.clone());
             }
         }
     }
@@ -397,7 +437,7 @@ impl ObjectService {
                 limit: want,
                 ..q.clone()
             };
-            let mine = self.objects_here(bucket, &query, true)?;
+            let mine = self.objects_here(bucket, &query)?;
             let request = ListRequest::Objects {
                 bucket: bucket.to_string(),
                 query,
@@ -407,15 +447,21 @@ impl ObjectService {
             let mut disputes = Disputes::default();
             for (key, e) in &entries {
                 match e {
-                    Entry::Object { holders, .. } => {
-                        disputes.note(&coverage, &pages, bucket, (key.clone(), None), holders)
-                    }
+                    Entry::Object(copies) => disputes.note(
+                        &coverage,
+                        &pages,
+                        bucket,
+                        (key.clone(), None),
+                        copies.keys(),
+                        true,
+                        copies_differ(copies),
+                    ),
                     Entry::Prefix(firsts) => {
                         disputes.note_firsts(&coverage, &pages, bucket, firsts)
                     }
                 }
             }
-            let removed = self.removed_elsewhere(&coverage, bucket, disputes).await?;
+            let answers = self.ask_states(&coverage, bucket, disputes).await?;
             for (key, e) in entries {
                 match e {
                     Entry::Prefix(firsts) => {
@@ -426,7 +472,7 @@ impl ObjectService {
                             limit: 1,
                         };
                         if self
-                            .prefix_holds_entries(&removed, &firsts, &mut rechecks, async || {
+                            .prefix_holds_entries(&answers, &firsts, &mut rechecks, async || {
                                 let page = Box::pin(self.list_objects(bucket, &recheck())).await?;
                                 Ok(!page.objects.is_empty() || page.next_cursor.is_some())
                             })
@@ -435,11 +481,9 @@ impl ObjectService {
                             out.prefixes.push(key);
                         }
                     }
-                    Entry::Object { record, state, .. } => {
-                        let hidden = removed.get(&(key, None)).copied().unwrap_or(0);
-                        if !hides_object(hidden, &record, state) {
-                            out.objects.push(*record);
-                        }
+                    Entry::Object(copies) => {
+                        let asked = answers.get(&(key, None));
+                        out.objects.extend(resolve_object(copies, asked));
                     }
                 }
             }
@@ -458,14 +502,14 @@ impl ObjectService {
     /// finds one.
     async fn prefix_holds_entries(
         &self,
-        removed: &BTreeMap<Question, u64>,
+        answers: &StateAnswers,
         firsts: &Firsts,
         rechecks: &mut usize,
         recheck: impl AsyncFnOnce() -> Result<bool>,
     ) -> Result<bool> {
         if firsts
             .iter()
-            .any(|(question, (record, _))| !hidden(removed, question, record))
+            .any(|(question, (record, _))| !hidden(answers, question, record))
         {
             return Ok(true);
         }
@@ -545,19 +589,20 @@ impl ObjectService {
                 match e {
                     VersionEntry::Version(v) => {
                         let question = (v.record.key.clone(), Some(v.record.version_id.clone()));
-                        disputes.note(&coverage, &pages, bucket, question, &v.holders);
+                        let holders = v.holders.iter();
+                        disputes.note(&coverage, &pages, bucket, question, holders, false, false);
                     }
                     VersionEntry::Prefix(_, firsts) => {
                         disputes.note_firsts(&coverage, &pages, bucket, firsts)
                     }
                 }
             }
-            let removed = self.removed_elsewhere(&coverage, bucket, disputes).await?;
+            let answers = self.ask_states(&coverage, bucket, disputes).await?;
             for e in entries {
                 match e {
                     VersionEntry::Prefix(p, firsts) => {
                         if self
-                            .prefix_holds_entries(&removed, &firsts, &mut rechecks, async || {
+                            .prefix_holds_entries(&answers, &firsts, &mut rechecks, async || {
                                 let page = Box::pin(
                                     self.list_bucket_versions(bucket, &p, None, None, None, 1),
                                 )
@@ -572,7 +617,7 @@ impl ObjectService {
                     VersionEntry::Version(v) => {
                         let record = v.record;
                         let question = (record.key.clone(), Some(record.version_id.clone()));
-                        if hidden(&removed, &question, &record) {
+                        if hidden(&answers, &question, &record) {
                             continue;
                         }
                         let latest = prev_key.as_deref() != Some(record.key.as_str());
@@ -655,15 +700,14 @@ impl ObjectService {
         Ok(pages)
     }
 
-    /// For entries some of their replicas did not list (`disputes`), the newest change
-    /// those replicas know that hides each, by question. One call per node and
-    /// `STATE_QUESTIONS_MAX` questions, all at once.
-    async fn removed_elsewhere(
+    /// Ask the nodes each disputed entry names what they know of it ([`EntryState`]).
+    /// One call per node and `STATE_QUESTIONS_MAX` questions, all at once.
+    async fn ask_states(
         &self,
         coverage: &Coverage,
         bucket: &str,
         disputes: Disputes,
-    ) -> Result<BTreeMap<Question, u64>> {
+    ) -> Result<StateAnswers> {
         let mut asks: BTreeMap<&str, Vec<&Question>> = BTreeMap::new();
         for (question, nodes) in &disputes.asks {
             for n in nodes {
@@ -677,23 +721,23 @@ impl ObjectService {
                 let entries: Vec<Question> = batch.iter().map(|q| (*q).clone()).collect();
                 let peer = coverage.peers().iter().find(|(id, _)| id == node);
                 calls.push(async move {
-                    let seqs = match peer {
+                    let states = match peer {
                         _ if *node == coverage.me() => self.states_here(bucket, &entries)?,
                         Some(peer) => self.states_on(peer, bucket, entries).await?,
                         None => Vec::new(),
                     };
-                    Ok::<_, ObjectError>(batch.iter().zip(seqs))
+                    Ok::<_, ObjectError>((*node, batch.iter().zip(states)))
                 });
             }
         }
-        let mut removed: BTreeMap<Question, u64> = BTreeMap::new();
-        for answers in futures::future::try_join_all(calls).await? {
-            for (question, seq) in answers {
-                let r = removed.entry((*question).clone()).or_insert(0);
-                *r = (*r).max(seq);
+        let mut answers = StateAnswers::new();
+        for (node, states) in futures::future::try_join_all(calls).await? {
+            for (question, state) in states {
+                let by_node = answers.entry((*question).clone()).or_default();
+                by_node.insert(node.to_string(), state);
             }
         }
-        Ok(removed)
+        Ok(answers)
     }
 
     /// [`ObjectService::states_here`] on `peer`.
@@ -702,7 +746,7 @@ impl ObjectService {
         peer: &(String, String),
         bucket: &str,
         entries: Vec<Question>,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<EntryState>> {
         let asked = entries.len();
         let request = encode_message(&ListRequest::States {
             bucket: bucket.to_string(),
@@ -719,34 +763,35 @@ impl ObjectService {
             .await
             .into_iter()
             .next()
-            .map(|(_, a)| a.and_then(|b| decode_message::<Vec<u64>>(&b)));
+            .map(|(_, a)| a.and_then(|b| decode_message::<Vec<EntryState>>(&b)));
         match answer {
-            Some(Ok(seqs)) if seqs.len() == asked => Ok(seqs),
+            Some(Ok(states)) if states.len() == asked => Ok(states),
             other => {
                 let why = match other {
                     Some(Err(e)) => e.to_string(),
                     _ => "no answer".into(),
                 };
                 Err(ObjectError::Unavailable(format!(
-                    "listing incomplete: node {} did not say which entries it removed: {why}",
+                    "listing incomplete: node {} did not say what it holds of disputed entries: {why}",
                     peer.0
                 )))
             }
         }
     }
 
-    /// The newest change this node knows that hides each entry: for a key, its newest
-    /// removal or a delete marker newer than every live version; for a version, its
-    /// removal. 0 when there is none. (A copy that arrived since the listing page was
-    /// read is no removal, so the key's state seq alone would not do.)
-    fn states_here(&self, bucket: &str, entries: &[(String, Option<String>)]) -> Result<Vec<u64>> {
+    /// What this node knows of each entry now ([`EntryState`]).
+    fn states_here(&self, bucket: &str, entries: &[Question]) -> Result<Vec<EntryState>> {
         let kv = self.cluster.meta().read()?;
         let kv = kv.as_ref();
         entries
             .iter()
             .map(|(key, version)| match version {
-                None => hidden_since(kv, bucket, key),
-                Some(id) => Ok(tombstone_seq(kv, &tombstone_key(bucket, key, id))?.unwrap_or(0)),
+                None => key_view(kv, bucket, key),
+                Some(id) => Ok(EntryState {
+                    seq: tombstone_seq(kv, &tombstone_key(bucket, key, id))?.unwrap_or(0),
+                    removal: true,
+                    current: None,
+                }),
             })
             .collect()
     }
@@ -757,7 +802,7 @@ impl ObjectService {
         let missing_bucket = |e: &ObjectError| matches!(e, ObjectError::NoSuchBucket(_));
         match decode_message::<ListRequest>(body)? {
             ListRequest::Objects { bucket, query } => {
-                let mut answer = match self.objects_here(&bucket, &query, true) {
+                let mut answer = match self.objects_here(&bucket, &query) {
                     Err(e) if missing_bucket(&e) => NodeObjects::default(),
                     other => other?,
                 };
@@ -790,19 +835,36 @@ impl ObjectService {
 }
 
 /// The replicas of `key` that answered the listing without listing it.
-fn absent<T>(
+fn absent<'a, T>(
     coverage: &Coverage,
     pages: &BTreeMap<String, T>,
     bucket: &str,
     key: &str,
-    holders: &BTreeSet<String>,
+    holders: impl Iterator<Item = &'a String> + Clone,
 ) -> Vec<String> {
     coverage
         .replicas(bucket, key)
         .into_iter()
-        .filter(|r| pages.contains_key(*r) && !holders.contains(*r))
+        .filter(|r| pages.contains_key(*r) && !holders.clone().any(|h| h == r))
         .map(str::to_string)
         .collect()
+}
+
+/// A node's view of a key: its latest change and its current version.
+fn key_view(kv: &dyn bucketdb_store::KvRead, bucket: &str, key: &str) -> Result<EntryState> {
+    let (seq, removal) = latest_change(kv, bucket, key)?;
+    let current = match kv.get(Table::Current, &object_key(bucket, key))? {
+        Some(v) => {
+            let r: ObjectRecord = decode(&v)?;
+            Some((r.seq, r.tags_seq))
+        }
+        None => None,
+    };
+    Ok(EntryState {
+        seq,
+        removal,
+        current,
+    })
 }
 
 /// The `seq` every member should resume after when they resumed a versions page at
@@ -877,7 +939,6 @@ mod tests {
                 next_cursor: cursor.map(str::to_string),
             },
             firsts: Vec::new(),
-            states: Vec::new(),
         }
     }
 
@@ -896,11 +957,9 @@ mod tests {
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(cursor.as_deref(), Some("b"));
         match &entries[0].1 {
-            Entry::Object {
-                record, holders, ..
-            } => {
-                assert_eq!(record.seq, 2, "the newest copy wins");
-                assert_eq!(holders.len(), 2);
+            Entry::Object(copies) => {
+                assert_eq!(copies.len(), 2, "both copies kept, to be ranked");
+                assert!(copies_differ(copies));
             }
             Entry::Prefix(_) => panic!("an object"),
         }
@@ -917,32 +976,79 @@ mod tests {
         assert_eq!(cursor.as_deref(), Some("c"));
     }
 
-    #[test]
-    fn a_removed_delete_marker_does_not_hide_the_key_it_covered() {
-        // Holders list v5 having removed the marker dm9 (their state seq is 9); a
-        // replica that has not seen that removal yet still shows dm9.
-        let v5 = obj("k", 5);
-        assert!(!hides_object(9, &v5, 9));
-        // A newer marker the holders have not seen hides it.
-        assert!(hides_object(10, &v5, 9));
-        // The removal of the very version listed hides it.
-        assert!(hides_object(5, &v5, 5));
-        // A removal older than what the holders know hides nothing.
-        assert!(!hides_object(4, &v5, 5));
+    fn view(seq: u64, removal: bool, current: Option<u64>) -> EntryState {
+        EntryState {
+            seq,
+            removal,
+            current: current.map(|c| (c, 0)),
+        }
+    }
+
+    fn resolved(copies: &[(&str, u64)], views: &[(&str, EntryState)]) -> Option<u64> {
+        let copies = copies
+            .iter()
+            .map(|(n, seq)| (n.to_string(), obj("k", *seq)))
+            .collect();
+        let views: BTreeMap<String, EntryState> =
+            views.iter().map(|(n, st)| (n.to_string(), *st)).collect();
+        resolve_object(copies, Some(&views)).map(|r| r.seq)
     }
 
     #[test]
-    fn a_holder_that_removed_the_newest_version_wins_over_one_that_did_not() {
-        // v5 removed by id on one holder (it lists v3, state 5); another still lists v5.
-        let (v3, v5) = (obj("k", 3), obj("k", 5));
-        assert!(newer_view((&v3, 5), (&v5, 5)));
-        assert!(!newer_view((&v5, 5), (&v3, 5)));
-        // A later state wins whatever it lists.
-        assert!(newer_view((&obj("k", 12), 12), (&v3, 5)));
-        // Same version, later tags.
-        let mut tagged = obj("k", 5);
-        tagged.tags_seq = 7;
-        assert!(newer_view((&tagged, 5), (&v5, 5)));
+    fn disputed_keys_resolve_to_the_newest_view() {
+        // Agreed copies need no views.
+        let agreed = [("a", obj("k", 5)), ("b", obj("k", 5))];
+        let agreed = agreed
+            .into_iter()
+            .map(|(n, r)| (n.to_string(), r))
+            .collect();
+        assert_eq!(resolve_object(agreed, None).map(|r| r.seq), Some(5));
+        // v5 was removed by id on a (it shows v3, after a removal at 5); b still has v5.
+        let got = resolved(
+            &[("a", 3), ("b", 5)],
+            &[
+                ("a", view(5, true, Some(3))),
+                ("b", view(5, false, Some(5))),
+            ],
+        );
+        assert_eq!(got, Some(3));
+        // The delete marker dm9 was removed by id on a; c still shows dm9 (a version at
+        // 9, no current version): the removal is the later change, v5 stays listed.
+        let got = resolved(
+            &[("a", 5)],
+            &[("a", view(9, true, Some(5))), ("c", view(9, false, None))],
+        );
+        assert_eq!(got, Some(5));
+        // c deleted the key after a's copy: not listed.
+        let got = resolved(
+            &[("a", 5)],
+            &[("a", view(5, false, Some(5))), ("c", view(10, true, None))],
+        );
+        assert_eq!(got, None);
+        // a applied that delete after reading its page: still not listed.
+        let got = resolved(
+            &[("a", 5)],
+            &[("a", view(10, true, None)), ("c", view(10, true, None))],
+        );
+        assert_eq!(got, None);
+        // c received the write after reading its page: listed.
+        let got = resolved(
+            &[("a", 5)],
+            &[
+                ("a", view(5, false, Some(5))),
+                ("c", view(5, false, Some(5))),
+            ],
+        );
+        assert_eq!(got, Some(5));
+        // A newer version elsewhere wins over a stale copy.
+        let got = resolved(
+            &[("a", 12), ("b", 10)],
+            &[
+                ("a", view(12, false, Some(12))),
+                ("b", view(10, false, Some(10))),
+            ],
+        );
+        assert_eq!(got, Some(12));
     }
 
     fn versions_page(marker_seq: Option<u64>) -> NodeVersions {

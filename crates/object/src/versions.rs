@@ -129,31 +129,12 @@ pub(crate) fn key_state_seq(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<
         Some((_, v)) => decode::<ObjectRecord>(v)?.seq,
         None => 0,
     };
-    let mut removed = 0;
-    for (_, v) in kv.scan(
-        Table::Tombstones,
-        &prefix,
-        end.as_deref(),
-        MAX_TOMBSTONES_PER_KEY,
-    )? {
-        removed = removed.max(decode::<Tombstone>(&v)?.seq);
-    }
-    Ok(newest.max(removed))
+    Ok(newest.max(latest_removal(kv, bucket, key)?))
 }
 
-/// The `seq` of the newest change that hides `bucket/key` here: its latest removal, or
-/// its newest version when that is a delete marker; 0 when its newest state is a live
-/// version, or it has none.
-pub(crate) fn hidden_since(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<u64> {
-    let newest = newest_version(kv, bucket, key)?;
-    let marker = newest
-        .as_ref()
-        .filter(|r| r.delete_marker)
-        .map_or(0, |r| r.seq);
-    let live = newest
-        .as_ref()
-        .filter(|r| !r.delete_marker)
-        .map_or(0, |r| r.seq);
+/// The `seq` of the latest removal of any version of `bucket/key` remembered here (0:
+/// none).
+fn latest_removal(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<u64> {
     let prefix = versions_prefix(bucket, key);
     let end = prefix_end(&prefix);
     let mut removed = 0;
@@ -165,8 +146,15 @@ pub(crate) fn hidden_since(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<u
     )? {
         removed = removed.max(decode::<Tombstone>(&v)?.seq);
     }
-    // A removal older than the live version it was followed by hides nothing.
-    Ok(marker.max(if removed >= live { removed } else { 0 }))
+    Ok(removed)
+}
+
+/// The latest change of `bucket/key` here: its `seq` (as [`key_state_seq`]) and whether
+/// it is a removal (a tombstone at or after the newest version) rather than a version.
+pub(crate) fn latest_change(kv: &dyn KvRead, bucket: &str, key: &str) -> Result<(u64, bool)> {
+    let newest = newest_version(kv, bucket, key)?.map_or(0, |r| r.seq);
+    let removed = latest_removal(kv, bucket, key)?;
+    Ok((newest.max(removed), removed > 0 && removed >= newest))
 }
 
 /// Prepared copies of one key read to find its newest (a key rarely has more than one
