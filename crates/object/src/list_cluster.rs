@@ -1095,6 +1095,108 @@ mod tests {
         assert_eq!(marker_seq_to_agree(&given, &pages(&[Some(9), None])), None);
     }
 
+    /// The common prefix `key` rolls up into under `prefix` at `delimiter`, if any.
+    fn roll_up(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
+        let d = delimiter?;
+        let rest = key.strip_prefix(prefix)?;
+        rest.find(d)
+            .map(|i| key[..prefix.len() + i + d.len()].to_string())
+    }
+
+    /// What one node's page holds, by S3's rules (the model of tests/list_model.rs):
+    /// its keys under `prefix` after `after` (past every key under it when it names a
+    /// common prefix), rolled up at `delimiter`, at most `limit` entries.
+    fn node_page(
+        keys: &BTreeSet<String>,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> NodeObjects {
+        let mut items: Vec<(String, Option<String>)> = Vec::new();
+        for k in keys.iter().filter(|k| k.starts_with(prefix)) {
+            let cp = roll_up(k, prefix, delimiter);
+            let item = cp.clone().unwrap_or_else(|| k.clone());
+            let skipped = after.is_some_and(|a| {
+                item.as_str() <= a
+                    || (roll_up(a, prefix, delimiter).as_deref() == Some(a) && k.starts_with(a))
+            });
+            if skipped || items.last().is_some_and(|(last, _)| *last == item) {
+                continue;
+            }
+            items.push((item, cp.map(|_| k.clone())));
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let mut out = NodeObjects::default();
+        for (item, first) in &items {
+            match first {
+                Some(first) => {
+                    out.page.prefixes.push(item.clone());
+                    out.firsts.push(obj(first, 1));
+                }
+                None => out.page.objects.push(obj(item, 1)),
+            }
+        }
+        out.page.next_cursor = more.then(|| items.last().map(|(i, _)| i.clone())).flatten();
+        out
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Paging through pages merged from nodes that each hold part of the keys (each
+        /// key on 3 of 5, all copies alike) yields exactly a single node's listing of
+        /// them all: every entry once, in order, pages no larger than asked.
+        #[test]
+        fn merged_paging_matches_the_model(
+            keys in proptest::collection::btree_map(
+                proptest::collection::vec(prop_oneof!["a", "b", "/", "-", "ab/"], 1..6)
+                    .prop_map(|parts| parts.concat()),
+                0usize..5,
+                0..40,
+            ),
+            prefix in prop_oneof!["", "a", "a/", "b"],
+            delimiter in prop_oneof![Just(None), Just(Some("/")), Just(Some("b"))],
+            limit in 1usize..6,
+        ) {
+            // Key k lives on nodes placed, placed+1, placed+2 (of 5).
+            let nodes: Vec<BTreeSet<String>> = (0..5)
+                .map(|n| keys.iter().filter(|(_, p)| (n + 5 - **p) % 5 < 3).map(|(k, _)| k.clone()).collect())
+                .collect();
+            let all: BTreeSet<String> = keys.keys().cloned().collect();
+            let want = node_page(&all, &prefix, delimiter, None, usize::MAX);
+            let want: Vec<String> = {
+                let mut w: Vec<String> = want.page.objects.iter().map(|o| o.key.clone())
+                    .chain(want.page.prefixes.iter().cloned()).collect();
+                w.sort();
+                w
+            };
+            let mut got = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..=all.len() + 1 {
+                let pages: BTreeMap<String, NodeObjects> = nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, held)| (format!("n{i}"), node_page(held, &prefix, delimiter, cursor.as_deref(), limit)))
+                    .collect();
+                let (entries, next) = merge_objects(&pages, limit);
+                prop_assert!(entries.len() <= limit);
+                got.extend(entries.into_iter().map(|(k, _)| k));
+                match next {
+                    Some(c) => {
+                        prop_assert!(cursor.as_ref().is_none_or(|old| c > *old), "the cursor moves on");
+                        cursor = Some(c);
+                    }
+                    None => break,
+                }
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn rolls_up_only_past_the_prefix() {
         assert!(rolls_up("a/b", "", Some("/")));
