@@ -287,6 +287,18 @@ class Cluster:
         address = node.base_url.removeprefix("http://")
         return next((m for m in s["nodes"] if m["address"] == address), None)
 
+    def held_counts(self, total, copies):
+        """Each node's own objectCount once the nodes hold `copies` copies of each of
+        `total` objects between them (async replication may still be under way); else
+        None."""
+        counts = []
+        for n in self.nodes:
+            me = self.own_status(n)
+            if me is None:
+                return None
+            counts.append(me["objectCount"])
+        return counts if sum(counts) == copies * total else None
+
     def agreed_ring(self):
         """The ring version when every node is ready and reports all the nodes as
         members, active and alive, at the same ring version; else None."""

@@ -169,19 +169,6 @@ def diff(got, want):
     return f"{len(got)} keys listed, {len(want)} expected; missing {missing}, unexpected {extra}, repeated {dups}{order}"
 
 
-def held_counts(cluster, total):
-    """Each node's own objectCount (GET /cluster through that node) once the nodes hold
-    `RF` copies of each of `total` objects between them (replication may still be
-    finishing); None before."""
-    counts = []
-    for n in cluster.nodes:
-        me = cluster.own_status(n)
-        if me is None:
-            return None
-        counts.append(me["objectCount"])
-    return counts if sum(counts) == RF * total else None
-
-
 # ---------------------------------------------------------------------------------------
 # boto3.
 
@@ -212,7 +199,7 @@ def test_boto3_listings_and_delete_bucket_through_every_node(quorum_cluster):
     # No node holds every key: each listing below merges what the members hold.
     counts = poll(
         f"{RF} copies of each of {len(keys)} objects",
-        lambda: held_counts(cluster, len(keys)),
+        lambda: cluster.held_counts(len(keys), RF),
         details=lambda: str([cluster.own_status(n) for n in cluster.nodes]),
     )
     assert all(0 < c < len(keys) for c in counts), f"objects held per node: {counts} of {len(keys)}"
@@ -253,7 +240,7 @@ def test_boto3_listings_and_delete_bucket_through_every_node(quorum_cluster):
     delete_keys(s3[4], b, rest)
     counts = poll(
         "the deletes on every replica",
-        lambda: held_counts(cluster, 1),
+        lambda: cluster.held_counts(1, RF),
         details=lambda: str([cluster.own_status(n) for n in cluster.nodes]),
     )
     without = [i for i, count in enumerate(counts) if count == 0]

@@ -13,12 +13,13 @@ target/console-screenshots/ (test artifacts).
 import hashlib
 import os
 import pathlib
+import random
 import re
 import time
 
 import pytest
 import requests
-from conftest import REPO_ROOT, Node, running_node
+from conftest import REPO_ROOT, Node, poll, running_cluster, running_node
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -43,6 +44,12 @@ PAGE_SIZE = 100
 CLUSTER_ARGS = ["--cluster-secret", "console-test-cluster-secret-0001",
                 "--heartbeat-interval", "200ms", "--node-down-timeout", "2s"]
 READY_POLL_S = 0.1
+# The cluster-wide listing test: 5 nodes at replication factor 3 (the default), so each
+# node holds about 3/5 of the keys.
+CLUSTER_NODES = 5
+CLUSTER_RF = 3
+# A bound on the pages of one folder in the browser (a merged page may come back short).
+MAX_PAGES = 20
 
 
 def missing(reason):
@@ -519,3 +526,143 @@ def test_an_expired_session_returns_to_the_login_form(console):
     page.click('.views a[data-view="cluster"]')
     expect(page.locator("#login-error")).to_have_text("Your session has expired. Please log in again.")
     expect(page.locator("#topbar")).to_be_hidden()
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    """A 5-node cluster (asynchronous replication, the default) with the console keys;
+    on a failed test the nodes' log tails are printed."""
+    with running_cluster(tmp_path / "cluster", ACCESS_KEY, SECRET_KEY, size=CLUSTER_NODES) as c:
+        yield c
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(f"cluster logs (tail):\n{c.log_tail(80)}")
+
+
+def browse_all_pages(page):
+    """Every page of the folder the browser shows, clicking Next as a person would, from
+    page 1: ([folder prefixes], [object keys], [[keys of each page]]). The folder must
+    already be mounted (its breadcrumbs shown)."""
+    status = page.locator("#list-status")
+    folders, pages = [], []
+    for n in range(1, MAX_PAGES + 1):
+        # Set with the rows in one go, once the page has loaded ("Loading…" before).
+        expect(status).to_have_text(re.compile(rf"^Page {n} · "))
+        folders += page.locator("#listing tr.folder").evaluate_all("rows => rows.map(r => r.dataset.prefix)")
+        pages.append(page.locator("#listing tr.object").evaluate_all("rows => rows.map(r => r.dataset.key)"))
+        if page.locator("#page-next").is_disabled():
+            return folders, [k for p in pages for k in p], pages
+        page.click("#page-next")
+    pytest.fail(f"the browser still offers a next page after {MAX_PAGES} pages")
+
+
+def test_the_file_browser_lists_the_whole_cluster_through_any_node(browser, cluster):
+    """Through one node's console, the file browser shows every key of a bucket whose
+    keys are spread over 5 nodes at RF 3 (so that node holds only some of them), page
+    after page, and drops a key deleted through another node; the cluster and metrics
+    views label their object counts as per node."""
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    nodes = cluster.nodes
+    bucket = "gallery"
+    photos = [f"photos/img-{i:03d}.jpg" for i in range(PAGE_SIZE + 15)]
+    others = ["docs/guide.txt", "docs/notes/todo.txt", "music/song.mp3", "readme.txt", "zeta.txt"]
+    keys = photos + others
+    rest(nodes[rng.randrange(CLUSTER_NODES)], "PUT", f"/buckets/{bucket}")
+    sessions = []
+    try:
+        for _ in nodes:
+            s = requests.Session()
+            s.auth = (ACCESS_KEY, SECRET_KEY)
+            sessions.append(s)
+        for k in keys:
+            i = rng.randrange(CLUSTER_NODES)
+            r = sessions[i].post(f"{nodes[i].base_url}/objects/{bucket}/{k}", data=k.encode(), timeout=REQUEST_TIMEOUT)
+            assert r.status_code in (200, 201), f"POST {k} through n{i + 1}: {r.status_code} {r.text}"
+    finally:
+        for s in sessions:
+            s.close()
+    where = f"(seed {seed})"
+
+    # The console of a random node, opened right away (replication may be under way).
+    ci = rng.randrange(CLUSTER_NODES)
+    node = nodes[ci]
+    console = Console(browser, node)
+    page = console.page
+    crumbs = page.locator("#breadcrumbs")
+    console.login()
+    page.click(f'#bucket-list a[data-bucket="{bucket}"]')
+    expect(crumbs).to_have_text(bucket)
+    folders, objects, _ = browse_all_pages(page)
+    assert folders == ["docs/", "music/", "photos/"], f"folders at the top of n{ci + 1}'s browser {where}"
+    assert objects == ["readme.txt", "zeta.txt"], f"objects at the top of n{ci + 1}'s browser {where}"
+    for prefix in folders:
+        expect(page.locator(f'tr.folder[data-prefix="{prefix}"]')).to_contain_text("folder")
+
+    page.click('tr.folder[data-prefix="docs/"] a')
+    expect(crumbs).to_have_text(re.compile(r"^gallery\s*/\s*docs$"))
+    folders, objects, _ = browse_all_pages(page)
+    assert (folders, objects) == (["docs/notes/"], ["docs/guide.txt"]), f"docs/ in n{ci + 1}'s browser {where}"
+
+    page.click(f'#breadcrumbs a:has-text("{bucket}")')
+    expect(crumbs).to_have_text(bucket)
+    page.click('tr.folder[data-prefix="photos/"] a')
+    expect(crumbs).to_have_text(re.compile(r"^gallery\s*/\s*photos$"))
+    folders, objects, pages = browse_all_pages(page)
+    assert folders == [], f"folders in photos/ {where}"
+    assert len(pages) >= 2, f"{len(photos)} keys fit on one page of the browser: {[len(p) for p in pages]}"
+    assert objects == photos, f"photos/ in n{ci + 1}'s browser, pages of {[len(p) for p in pages]} {where}: " + (
+        f"missing {sorted(set(photos) - set(objects))}, unexpected {sorted(set(objects) - set(photos))}, "
+        f"repeated {sorted({k for k in objects if objects.count(k) > 1})}"
+    )
+    console.shot("cluster-browser-last-page")
+
+    # The node whose console listed everything holds only some of the keys itself.
+    counts = poll(
+        f"{CLUSTER_RF} copies of each of {len(keys)} objects",
+        lambda: cluster.held_counts(len(keys), CLUSTER_RF),
+        details=lambda: str([cluster.own_status(n) for n in nodes]),
+    )
+    assert 0 < counts[ci] < len(keys), f"objects held per node: {counts} of {len(keys)} {where}"
+
+    # A key on the page shown, deleted through another node: gone on Refresh, and from
+    # the folder reopened and paged through again.
+    assert pages[-1], f"the last page of photos/ is empty: pages of {[len(p) for p in pages]} {where}"
+    gone = pages[-1][0]
+    di = rng.choice([i for i in range(CLUSTER_NODES) if i != ci])
+    rest(nodes[di], "DELETE", f"/objects/{bucket}/{gone}")
+    page.click('[aria-label="Refresh"]')
+    expect(page.locator("#list-status")).to_have_text(re.compile(rf"^Page {len(pages)} · "))
+    shown = page.locator("#listing tr.object").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    assert shown == pages[-1][1:], f"the last page refreshed after deleting {gone} through n{di + 1} {where}"
+    left = [k for k in photos if k != gone]
+    page.click(f'#breadcrumbs a:has-text("{bucket}")')
+    expect(crumbs).to_have_text(bucket)
+    page.click('tr.folder[data-prefix="photos/"] a')
+    expect(crumbs).to_have_text(re.compile(r"^gallery\s*/\s*photos$"))
+    folders, objects, _ = browse_all_pages(page)
+    assert (folders, objects) == ([], left), f"photos/ reopened after deleting {gone} through n{di + 1} {where}"
+
+    # The cluster view: every node with the objects it holds itself.
+    counts = poll(
+        f"the delete of {gone} on every replica",
+        lambda: cluster.held_counts(len(keys) - 1, CLUSTER_RF),
+        details=lambda: str([cluster.own_status(n) for n in nodes]),
+    )
+    page.click('.views a[data-view="cluster"]')
+    expect(page.locator("#nodes tbody tr")).to_have_count(CLUSTER_NODES)
+    expect(page.locator("#nodes thead th").nth(5)).to_have_text("Objects held")
+    expect(page.locator(".cards")).to_contain_text(f"{CLUSTER_NODES} / {CLUSTER_NODES} alive")
+    for n, count in zip(nodes, counts):
+        cell = page.locator(f'#nodes tr[data-node="{n.node_id}"] td[data-label="Objects held"]')
+        expect(cell).to_have_text(str(count))
+    console.shot("cluster-five-nodes")
+
+    # The metrics page: this node's own count, labelled as such.
+    page.click('.views a[data-view="metrics"]')
+    expect(page.locator("#metrics-node")).to_have_text(node.node_id)
+    card = page.locator('[data-metric="objects"]')
+    expect(card.locator(".stat-label")).to_have_text("Objects on this node")
+    expect(card.locator(".stat-value")).to_have_text(str(counts[ci]))
+    console.shot("metrics-cluster-node")
+    console.close()
