@@ -8,11 +8,11 @@
 //!
 //! A merged page holds only what every answering node has scanned past: a node whose
 //! page ended early (its own page was full) sets a frontier, and entries beyond it wait
-//! for the next page. Where a key's answering replicas disagree (one lists it, another
-//! does not), the ones that do not are asked for the newest change they know that hides
-//! it (`ListRequest::States`): an entry is dropped when one of them has a removal (or a
-//! delete marker) at or after the listed version. So a page costs each member at
-//! most two calls, each reading about one page.
+//! for the next page. Where a key's answering replicas disagree (some list it and some
+//! do not, or they list different copies), they are asked for their view of it now
+//! (`ListRequest::States`) and the newest view decides, as for reads; a version some
+//! replica removed is dropped. So a page costs each member one page read and, only for
+//! entries in dispute, one batch of questions per 1,000 entries.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
